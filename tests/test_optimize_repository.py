@@ -1,0 +1,198 @@
+import hashlib
+import json
+import stat
+from pathlib import Path
+
+import pytest
+
+from workloads.errors import OptimizationError
+from workloads.optimize import repository
+from workloads.optimize.repository import existing_versions, next_version, publish, update_server_config
+
+
+def _ir(folder: Path, tag: str) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "model.xml").write_text(f"<net name='{tag}'/>")
+    (folder / "model.bin").write_bytes(tag.encode() * 10)
+    return folder
+
+
+@pytest.fixture
+def irs(tmp_path):
+    return {p: _ir(tmp_path / "run" / "openvino" / p, p) for p in ("fp32", "fp16", "int8")}
+
+
+@pytest.fixture
+def card(tmp_path):
+    path = tmp_path / "run" / "model_card.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"model_name": "bone-marrow", "run_id": "r1"}))
+    return path
+
+
+def _quiet(_message: str) -> None:
+    pass
+
+
+def test_first_publish_creates_version_1_of_every_precision(tmp_path, irs, card):
+    repo = tmp_path / "models"
+    published = publish(repo, "bone-marrow", irs, card, progress=_quiet)
+
+    assert [(m.name, m.version, m.precision) for m in published] == [
+        ("bone-marrow-fp32", 1, "fp32"),
+        ("bone-marrow-fp16", 1, "fp16"),
+        ("bone-marrow-int8", 1, "int8"),
+    ]
+    for model in published:
+        assert model.path == repo / model.name / "1"
+        assert sorted(p.name for p in model.path.iterdir()) == ["model.bin", "model.xml", "model_card.json"]
+        assert model.bin_sha256 == hashlib.sha256((model.path / "model.bin").read_bytes()).hexdigest()
+        assert model.xml_sha256 == hashlib.sha256((model.path / "model.xml").read_bytes()).hexdigest()
+        assert (model.path / "model.bin").read_bytes() == (irs[model.precision] / "model.bin").read_bytes()
+        assert (model.path / "model_card.json").read_text() == card.read_text()
+        # Readable by the OVMS container's user, unlike mkdtemp's owner-only default.
+        assert stat.S_IMODE(model.path.stat().st_mode) == 0o755
+    config = json.loads((repo / "config.json").read_text())
+    assert config == {
+        "model_config_list": [
+            {"config": {"name": f"bone-marrow-{p}", "base_path": f"/models/bone-marrow-{p}"}}
+            for p in ("fp32", "fp16", "int8")
+        ]
+    }
+
+
+def test_second_publish_adds_version_2_and_leaves_version_1_alone(tmp_path, irs, card):
+    repo = tmp_path / "models"
+    first = publish(repo, "bone-marrow", {"fp32": irs["fp32"]}, card, progress=_quiet)
+    before = (first[0].path / "model.bin").read_bytes()
+    (irs["fp32"] / "model.bin").write_bytes(b"retrained weights")
+
+    second = publish(repo, "bone-marrow", {"fp32": irs["fp32"]}, card, progress=_quiet)
+
+    assert [m.version for m in first + second] == [1, 2]
+    assert (first[0].path / "model.bin").read_bytes() == before
+    assert (second[0].path / "model.bin").read_bytes() == b"retrained weights"
+    assert second[0].bin_sha256 == hashlib.sha256(b"retrained weights").hexdigest()
+    assert len(json.loads((repo / "config.json").read_text())["model_config_list"]) == 1
+
+
+def test_precisions_of_one_run_share_the_next_version_after_the_highest(tmp_path, irs, card):
+    repo = tmp_path / "models"
+    (repo / "bone-marrow-fp32" / "3").mkdir(parents=True)
+    (repo / "bone-marrow-fp32" / "latest").mkdir()  # non-integer folders are not versions
+    (repo / "bone-marrow-fp32" / ".staging-left-over").mkdir()
+    (repo / "bone-marrow-fp32" / "9").write_text("a file, not a version folder")
+
+    published = publish(
+        repo, "bone-marrow", {"fp32": irs["fp32"], "int8": irs["int8"]}, card, progress=_quiet
+    )
+
+    assert {m.name: m.version for m in published} == {"bone-marrow-fp32": 4, "bone-marrow-int8": 4}
+    assert existing_versions(repo / "bone-marrow-int8") == [4]
+
+
+def test_existing_and_next_versions_ignore_what_ovms_ignores(tmp_path):
+    model_dir = tmp_path / "m"
+    for name in ("1", "10", "2", "v3", "2-tmp", "٣", ".staging-x"):
+        (model_dir / name).mkdir(parents=True)
+    assert existing_versions(model_dir) == [1, 2, 10]
+    assert existing_versions(tmp_path / "missing") == []
+    assert next_version([model_dir, tmp_path / "missing"]) == 11
+    assert next_version([]) == 1
+
+
+def test_staging_folder_is_not_a_version_while_files_are_copied(tmp_path, irs, card, monkeypatch):
+    seen = []
+    rename = repository._rename_without_replacing
+
+    def spy(staging: Path, target: Path) -> None:
+        seen.append(
+            (staging.name, sorted(p.name for p in staging.iterdir()), existing_versions(staging.parent))
+        )
+        rename(staging, target)
+
+    monkeypatch.setattr(repository, "_rename_without_replacing", spy)
+    published = publish(tmp_path / "models", "bone-marrow", {"fp32": irs["fp32"]}, card, progress=_quiet)
+
+    ((staging_name, files, versions_before_rename),) = seen
+    assert staging_name.startswith(".staging-")
+    assert files == ["model.bin", "model.xml", "model_card.json"]
+    assert versions_before_rename == []
+    assert [p.name for p in published[0].path.parent.iterdir()] == ["1"]  # no staging left behind
+
+
+def test_collision_raises_and_rolls_back_the_whole_publish(tmp_path, irs, card, monkeypatch):
+    repo = tmp_path / "models"
+    publish(repo, "bone-marrow", {"fp32": irs["fp32"]}, card, progress=_quiet)
+    published_bin = (repo / "bone-marrow-fp32" / "1" / "model.bin").read_bytes()
+    config_before = (repo / "config.json").read_text()
+    # Another publisher claimed version 1 for fp32 between our scan and our rename.
+    monkeypatch.setattr(repository, "next_version", lambda dirs: 1)
+
+    with pytest.raises(OptimizationError, match=r"bone-marrow-fp32/1 already exists; refusing to overwrite"):
+        publish(repo, "bone-marrow", {"int8": irs["int8"], "fp32": irs["fp32"]}, card, progress=_quiet)
+
+    assert (repo / "bone-marrow-fp32" / "1" / "model.bin").read_bytes() == published_bin
+    assert existing_versions(repo / "bone-marrow-int8") == []  # renamed first, then rolled back
+    assert list((repo / "bone-marrow-int8").iterdir()) == []
+    assert [p.name for p in (repo / "bone-marrow-fp32").iterdir()] == ["1"]
+    assert (repo / "config.json").read_text() == config_before
+
+
+def test_config_json_keeps_unrelated_entries_and_custom_settings(tmp_path, irs, card):
+    repo = tmp_path / "models"
+    repo.mkdir()
+    original = {
+        "monitoring": {"metrics": {"enable": True}},
+        "model_config_list": [
+            {"config": {"name": "other-model", "base_path": "/models/other-model"}},
+            {"config": {"name": "bone-marrow-fp32", "base_path": "/custom/fp32", "nireq": 4}},
+        ],
+    }
+    (repo / "config.json").write_text(json.dumps(original))
+
+    publish(repo, "bone-marrow", {"fp32": irs["fp32"], "int8": irs["int8"]}, card, progress=_quiet)
+
+    config = json.loads((repo / "config.json").read_text())
+    assert config["monitoring"] == original["monitoring"]
+    assert config["model_config_list"] == [
+        *original["model_config_list"],
+        {"config": {"name": "bone-marrow-int8", "base_path": "/models/bone-marrow-int8"}},
+    ]
+    assert not [p for p in repo.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_update_server_config_creates_the_file_once_and_is_idempotent(tmp_path):
+    path = update_server_config(tmp_path, ["a", "a", "b"], server_mount="/srv")
+    assert json.loads(path.read_text())["model_config_list"] == [
+        {"config": {"name": "a", "base_path": "/srv/a"}},
+        {"config": {"name": "b", "base_path": "/srv/b"}},
+    ]
+    before = path.stat().st_mtime_ns
+    update_server_config(tmp_path, ["b"])
+    assert path.stat().st_mtime_ns == before
+
+
+@pytest.mark.parametrize("content", ["{not json", '{"model_config_list": {}}', "[]"])
+def test_broken_config_json_stops_publishing_before_any_version_appears(tmp_path, irs, card, content):
+    repo = tmp_path / "models"
+    repo.mkdir()
+    (repo / "config.json").write_text(content)
+
+    with pytest.raises(OptimizationError, match=r"config\.json"):
+        publish(repo, "bone-marrow", irs, card, progress=_quiet)
+
+    assert sorted(p.name for p in repo.iterdir()) == ["config.json"]
+
+
+def test_missing_ir_file_is_reported_and_nothing_is_created(tmp_path, irs, card):
+    (irs["int8"] / "model.bin").unlink()
+    repo = tmp_path / "models"
+    with pytest.raises(OptimizationError, match=r"cannot publish int8: .*model.bin is missing"):
+        publish(repo, "bone-marrow", irs, card, progress=_quiet)
+    assert not repo.exists()
+
+
+def test_nothing_to_publish_is_an_error(tmp_path, card):
+    with pytest.raises(OptimizationError, match="nothing to publish"):
+        publish(tmp_path / "models", "bone-marrow", {}, card, progress=_quiet)

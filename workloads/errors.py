@@ -1,0 +1,21 @@
+"""Typed errors. Every error the CLI reports is one line: ``str(err)``."""
+
+
+class ToolkitError(Exception):
+    """Base class for errors that are reported to the user as one clear line."""
+
+
+class ConfigError(ToolkitError):
+    """A configuration value is missing, of the wrong type or out of range."""
+
+
+class DatasetError(ToolkitError):
+    """The dataset cannot be found, read or split."""
+
+
+class TrainingError(ToolkitError):
+    """Training cannot start or continue."""
+
+
+class OptimizationError(ToolkitError):
+    """Conversion, quantization or publication of a model failed."""

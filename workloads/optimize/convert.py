@@ -1,0 +1,63 @@
+"""TF SavedModel → OpenVINO IR (FP32, and FP32 with FP16-compressed weights).
+
+OVMS clients address tensors by name, so the IR's input is always ``image`` with shape
+[-1, S, S, 3] (dynamic batch, static spatial size) and its output ``probabilities`` [-1, C],
+whatever names the converter derived from the signature.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import openvino as ov
+
+from workloads.errors import OptimizationError
+
+INPUT_NAME = "image"
+OUTPUT_NAME = "probabilities"
+IR_XML = "model.xml"
+IR_BIN = "model.bin"
+
+
+def convert_saved_model(saved_model_dir: Path, image_size: int, num_classes: int) -> ov.Model:
+    """Convert the SavedModel's serving signature and pin the tensor names and input shape."""
+    try:
+        model = ov.convert_model(str(saved_model_dir))
+    except Exception as exc:  # the converter raises several unrelated exception types
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise OptimizationError(f"OpenVINO could not convert {saved_model_dir}: {first_line}") from None
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise OptimizationError(
+            f"{saved_model_dir} converts to {len(model.inputs)} inputs and {len(model.outputs)} outputs; "
+            f"the serving signature must take one '{INPUT_NAME}' tensor and return one '{OUTPUT_NAME}' tensor"
+        )
+    _pin_input_shape(model, image_size, saved_model_dir)
+    output_shape = model.output(0).get_partial_shape()
+    if output_shape.rank.is_dynamic or output_shape.rank.get_length() != 2 or output_shape[1] != num_classes:
+        raise OptimizationError(
+            f"{saved_model_dir} outputs shape {output_shape}, expected [?,{num_classes}] probabilities"
+        )
+    model.input(0).get_tensor().set_names({INPUT_NAME})
+    model.output(0).get_tensor().set_names({OUTPUT_NAME})
+    return model
+
+
+def _pin_input_shape(model: ov.Model, image_size: int, source: Path) -> None:
+    shape = model.input(0).get_partial_shape()
+    expected = ov.PartialShape([-1, image_size, image_size, 3])
+    if shape.rank.is_dynamic or shape.rank.get_length() != 4 or not shape.compatible(expected):
+        raise OptimizationError(
+            f"{source} takes input shape {shape}, "
+            f"but the model card says [?,{image_size},{image_size},3] (NHWC)"
+        )
+    if shape != expected:
+        # Dynamic spatial dimensions would make every request re-plan the graph; the batch stays dynamic.
+        model.reshape({model.input(0): expected})
+
+
+def save_ir(model: ov.Model, directory: Path, *, compress_to_fp16: bool) -> Path:
+    """Write ``directory``/model.xml + model.bin and return the .xml path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    xml = directory / IR_XML
+    ov.save_model(model, str(xml), compress_to_fp16=compress_to_fp16)
+    return xml

@@ -1,0 +1,361 @@
+"""`invoke optimize`: a trained run → OpenVINO FP32/FP16/INT8 IRs, checked, scored and published.
+
+Steps: convert the SavedModel (FP32, FP16-compressed weights) → TF/FP32 parity on a few test
+images → INT8 post-training quantization on a class-balanced train subset → every variant on
+the test split → INT8 accuracy budget → ``<run>/openvino/optimization.json`` → publish all
+precisions to the OVMS repository together. The IRs and the report are built in a staging
+folder and renamed to ``<run>/openvino`` in one step; a failed check still leaves its report
+there (with the reason) but publishes nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import importlib.metadata
+import json
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import openvino as ov
+
+from workloads.classes import CLASS_CODES
+from workloads.config import OptimizeConfig, ToolkitConfig
+from workloads.errors import OptimizationError
+from workloads.images import load_batch
+from workloads.optimize.convert import IR_BIN, convert_saved_model, save_ir
+from workloads.optimize.evaluate import Predictor, evaluate_variants, openvino_predictor, tensorflow_predictor
+from workloads.optimize.files import write_json_atomic
+from workloads.optimize.parity import ParityResult, check_parity
+from workloads.optimize.quantize import PRESET_NAME, Int8Budget, check_int8_budget, quantize_int8
+from workloads.optimize.repository import PublishedModel, publish
+from workloads.optimize.selection import LabelledImage, SplitEntries, class_balanced_sample
+from workloads.telemetry import opt_out_of_openvino_telemetry
+
+Progress = Callable[[str], None]
+SAVED_MODEL_DIR = "saved_model"
+MODEL_CARD_FILE = "model_card.json"
+OPENVINO_DIR = "openvino"
+REPORT_FILE = "optimization.json"
+REFERENCE = "tf"
+REPORT_SCHEMA_VERSION = 1
+
+
+def _print(message: str) -> None:
+    print(message, flush=True)
+
+
+@dataclass(frozen=True)
+class TrainedRun:
+    run_dir: Path
+    run_id: str
+    image_size: int
+    classes: tuple[str, ...]
+    card: dict[str, Any]
+
+    @property
+    def saved_model(self) -> Path:
+        return self.run_dir / SAVED_MODEL_DIR
+
+    @property
+    def model_card(self) -> Path:
+        return self.run_dir / MODEL_CARD_FILE
+
+
+@dataclass(frozen=True)
+class VariantResult:
+    precision: str  # "tf" (the SavedModel reference), "fp32", "fp16" or "int8"
+    path: Path  # the SavedModel folder or the IR's model.xml
+    metrics: dict[str, Any]  # workloads.metrics.classification_metrics on the test split
+
+
+@dataclass(frozen=True)
+class OptimizeResult:
+    run_dir: Path
+    report_path: Path
+    variants: dict[str, VariantResult]
+    parity: ParityResult
+    int8_budget: Int8Budget | None  # None when int8 is not among optimize.precisions
+    published: tuple[PublishedModel, ...]
+
+
+def latest_run(runs_dir: Path) -> Path:
+    """The most recently finished run (model_card.json is written last by training)."""
+    runs_dir = Path(runs_dir)
+    candidates = (
+        [p for p in runs_dir.iterdir() if (p / SAVED_MODEL_DIR).is_dir() and (p / MODEL_CARD_FILE).is_file()]
+        if runs_dir.is_dir()
+        else []
+    )
+    if not candidates:
+        raise OptimizationError(f"no trained run in {runs_dir}; run `invoke train` first")
+    return max(candidates, key=lambda p: ((p / MODEL_CARD_FILE).stat().st_mtime_ns, p.name))
+
+
+def load_trained_run(run_dir: Path) -> TrainedRun:
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise OptimizationError(f"run directory {run_dir} does not exist; run `invoke train` first")
+    if not (run_dir / SAVED_MODEL_DIR).is_dir():
+        raise OptimizationError(
+            f"{run_dir} has no {SAVED_MODEL_DIR}/; the run is unfinished — rerun `invoke train`"
+        )
+    card_path = run_dir / MODEL_CARD_FILE
+    if not card_path.is_file():
+        raise OptimizationError(
+            f"{run_dir} has no {MODEL_CARD_FILE}; the run is unfinished — rerun `invoke train`"
+        )
+    try:
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+        image_size = int(card["image_size"])
+        classes = tuple(str(c) for c in card["classes"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise OptimizationError(
+            f"{card_path} is not a valid model card ({type(exc).__name__}: {exc})"
+        ) from None
+    if classes != CLASS_CODES:
+        raise OptimizationError(
+            f"{card_path} lists {len(classes)} classes that differ from workloads.classes.CLASS_CODES; "
+            "the run was trained with another class list — retrain it"
+        )
+    return TrainedRun(run_dir, str(card.get("run_id", run_dir.name)), image_size, classes, card)
+
+
+def run_optimize(
+    config: ToolkitConfig, run_dir: Path, manifest: SplitEntries, *, progress: Progress = _print
+) -> OptimizeResult:
+    opt_out_of_openvino_telemetry()
+    opt = config.optimize
+    run = load_trained_run(run_dir)
+    precisions = list(dict.fromkeys(opt.precisions))
+    test = _split(manifest, "test", len(run.classes))
+    calibration = (
+        class_balanced_sample(_split(manifest, "train", len(run.classes)), opt.calibration_size)
+        if "int8" in precisions
+        else []
+    )
+    progress(
+        f"optimize: run {run.run_id} · {', '.join(precisions)} · {len(test)} test images · "
+        f"image size {run.image_size}"
+    )
+
+    out_dir = run.run_dir / OPENVINO_DIR
+    staging = Path(tempfile.mkdtemp(prefix=f".{OPENVINO_DIR}-staging-", dir=run.run_dir))
+    staging.chmod(0o755)
+    try:
+        outcome = _build_and_check(opt, run, precisions, test, calibration, staging, progress)
+        _replace_dir(staging, out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    report_path = out_dir / REPORT_FILE
+    progress(f"report: {report_path}")
+    if outcome.failure:
+        raise OptimizationError(outcome.failure)
+
+    published = publish(
+        config.paths.model_repository,
+        opt.model_name,
+        {p: out_dir / p for p in precisions},
+        run.model_card,
+        progress=progress,
+    )
+    outcome.report["published"] = [m.as_dict() for m in published]
+    write_json_atomic(report_path, outcome.report)
+    return OptimizeResult(
+        run.run_dir, report_path, outcome.variants, outcome.parity, outcome.budget, tuple(published)
+    )
+
+
+@dataclass
+class _Outcome:
+    report: dict[str, Any]
+    parity: ParityResult
+    variants: dict[str, VariantResult]
+    budget: Int8Budget | None
+    failure: str | None
+
+
+def _build_and_check(
+    opt: OptimizeConfig,
+    run: TrainedRun,
+    precisions: list[str],
+    test: list[LabelledImage],
+    calibration: list[LabelledImage],
+    staging: Path,
+    progress: Progress,
+) -> _Outcome:
+    progress(f"convert: {run.saved_model} → OpenVINO IR {ov.get_version()}")
+    fp32_model = convert_saved_model(run.saved_model, run.image_size, len(run.classes))
+    irs: dict[str, Path] = {}
+    # FP32 always: it is the reference for parity and for the INT8 budget.
+    for precision in ("fp32", "fp16") if "fp16" in precisions else ("fp32",):
+        irs[precision] = save_ir(fp32_model, staging / precision, compress_to_fp16=precision == "fp16")
+        progress(f"convert: {precision} IR, weights {_megabytes(irs[precision])}")
+
+    reference = tensorflow_predictor(run.saved_model)
+    predictors: dict[str, Predictor] = {REFERENCE: reference, "fp32": openvino_predictor(irs["fp32"])}
+    parity_entries = class_balanced_sample(test, opt.parity_images)
+    parity = check_parity(
+        reference,
+        predictors["fp32"],
+        load_batch([Path(e.path) for e in parity_entries], run.image_size),
+        opt.parity_tolerance,
+    )
+    progress(
+        f"parity: TF vs FP32 IR on {parity.n_images} images · max |Δprob| {parity.max_abs_diff:.2e} "
+        f"(tolerance {parity.tolerance:g}) · top-1 agrees {parity.top1_agreement}/{parity.n_images}"
+    )
+    report = _report_header(opt, run, len(test), parity)
+    if not parity.passed:
+        return _finish(report, staging, parity, {}, None, parity.failure_message())
+
+    if "int8" in precisions:
+        report["quantization"] = {
+            "tool": "nncf",
+            "preset": PRESET_NAME,
+            "calibration_split": "train",
+            "calibration_images": len(calibration),
+            "selection": "class-balanced round robin, each class in path order",
+        }
+        int8_model = quantize_int8(
+            fp32_model, [Path(e.path) for e in calibration], run.image_size, progress=progress
+        )
+        # As OpenVINO saves NNCF models by default: quantized weights int8, the few others fp16.
+        irs["int8"] = save_ir(int8_model, staging / "int8", compress_to_fp16=True)
+        progress(f"int8: IR weights {_megabytes(irs['int8'])}")
+    for precision in ("fp16", "int8"):
+        if precision in irs:
+            predictors[precision] = openvino_predictor(irs[precision])
+
+    metrics = evaluate_variants(predictors, test, run.image_size, run.classes, progress=progress)
+    # Paths as they will be once the staging folder is renamed to <run>/openvino.
+    variants = {REFERENCE: VariantResult(REFERENCE, run.saved_model, metrics[REFERENCE])}
+    final_dir = run.run_dir / OPENVINO_DIR
+    variants.update(
+        {p: VariantResult(p, final_dir / xml.relative_to(staging), metrics[p]) for p, xml in irs.items()}
+    )
+    for name, variant in variants.items():
+        m = variant.metrics
+        progress(
+            f"{name}: accuracy {m['accuracy']:.4f} · balanced accuracy {m['balanced_accuracy']:.4f} · "
+            f"macro-F1 {m['macro_f1']:.4f} ({m['n_samples']} images)"
+        )
+    report["variants"] = {name: _variant_entry(v, run.run_dir, irs) for name, v in variants.items()}
+
+    budget = None
+    if "int8" in metrics:
+        budget = check_int8_budget(
+            metrics["fp32"]["accuracy"], metrics["int8"]["accuracy"], opt.int8_max_accuracy_drop
+        )
+        report["int8_budget"] = budget.as_dict()
+        progress(
+            f"int8: accuracy drop {budget.drop_points:.2f} points (budget {budget.max_drop_points:g}) → "
+            f"{'accepted' if budget.accepted else 'rejected'}"
+        )
+    failure = None if budget is None or budget.accepted else budget.rejection_message()
+    return _finish(report, staging, parity, variants, budget, failure)
+
+
+def _finish(
+    report: dict[str, Any],
+    staging: Path,
+    parity: ParityResult,
+    variants: dict[str, VariantResult],
+    budget: Int8Budget | None,
+    failure: str | None,
+) -> _Outcome:
+    report["status"] = "rejected" if failure else "accepted"
+    report["error"] = failure
+    write_json_atomic(staging / REPORT_FILE, report)
+    return _Outcome(report, parity, variants, budget, failure)
+
+
+def _report_header(opt: OptimizeConfig, run: TrainedRun, n_test: int, parity: ParityResult) -> dict[str, Any]:
+    return {
+        "schema_version": REPORT_SCHEMA_VERSION,
+        "run_id": run.run_id,
+        "model_name": opt.model_name,
+        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "image_size": run.image_size,
+        "classes": list(run.classes),
+        "split_manifest_sha256": run.card.get("split_manifest_sha256"),
+        "test_images": n_test,
+        "settings": _plain(dataclasses.asdict(opt)),
+        "versions": _versions(),
+        "parity": parity.as_dict(),
+        "quantization": None,
+        "variants": {},
+        "int8_budget": None,
+        "status": None,
+        "error": None,
+        "published": [],
+    }
+
+
+def _variant_entry(variant: VariantResult, run_dir: Path, staged_irs: dict[str, Path]) -> dict[str, Any]:
+    entry: dict[str, Any] = {"path": variant.path.relative_to(run_dir).as_posix()}
+    if variant.precision == REFERENCE:
+        entry["format"] = "tensorflow_saved_model"
+    else:
+        entry["format"] = "openvino_ir"
+        entry["bin_bytes"] = staged_irs[variant.precision].with_name(IR_BIN).stat().st_size
+    entry["metrics"] = variant.metrics
+    return entry
+
+
+def _split(manifest: SplitEntries, split: str, num_classes: int) -> list[LabelledImage]:
+    entries = list(manifest.entries(split))
+    if not entries:
+        raise OptimizationError(f"the split manifest has no {split} images; rebuild it with `invoke data`")
+    bad = next((e for e in entries if not 0 <= int(e.label) < num_classes), None)
+    if bad is not None:
+        raise OptimizationError(
+            f"{bad.path} has label {bad.label}, outside the model's {num_classes} classes"
+        )
+    return entries
+
+
+def _replace_dir(staging: Path, target: Path) -> None:
+    """Swap ``staging`` in as ``target``; a previous ``target`` is removed only after the swap."""
+    old = None
+    if target.exists():
+        old = target.with_name(staging.name.replace("staging", "old"))
+        target.rename(old)
+    try:
+        staging.rename(target)
+    except OSError:
+        if old is not None:
+            old.rename(target)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {"openvino": ov.get_version()}
+    for package in ("nncf",):
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = None
+    tf = sys.modules.get("tensorflow")
+    versions["tensorflow"] = getattr(tf, "__version__", None)
+    return versions
+
+
+def _megabytes(xml: Path) -> str:
+    return f"{xml.with_name(IR_BIN).stat().st_size / 1e6:.2f} MB"
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value

@@ -1,0 +1,98 @@
+"""INT8 post-training quantization with NNCF, and the accuracy budget an INT8 model must meet.
+
+Preset: MIXED (symmetric weights, asymmetric activations). The backbones' activations are far
+from zero-centred — hard-swish in MobileNetV3 bottoms out at -0.375 and is unbounded above,
+the 0..255 input is all positive — so a symmetric activation grid would waste about half of
+its 256 levels. Asymmetric activations cost little on CPU and buy accuracy, which matters
+because INT8 must stay within ``optimize.int8_max_accuracy_drop`` points of FP32.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import openvino as ov
+
+from workloads.images import load_image
+
+Progress = Callable[[str], None]
+PRESET_NAME = "mixed"
+
+
+@dataclass(frozen=True)
+class Int8Budget:
+    """INT8 vs FP32 test accuracy (fractions); the drop and its budget are in percentage points."""
+
+    fp32_accuracy: float
+    int8_accuracy: float
+    max_drop_points: float
+
+    @property
+    def drop_points(self) -> float:
+        # Rounded so that e.g. 0.50 → 0.49 counts as exactly 1.0 point, not 1.0000000000000009.
+        return round((self.fp32_accuracy - self.int8_accuracy) * 100.0, 9)
+
+    @property
+    def accepted(self) -> bool:
+        return self.drop_points <= self.max_drop_points
+
+    def rejection_message(self) -> str:
+        return (
+            f"INT8 model rejected: test accuracy {self.int8_accuracy:.2%} vs FP32 {self.fp32_accuracy:.2%} "
+            f"is a drop of {self.drop_points:.2f} points, over the budget of {self.max_drop_points:g} "
+            "(optimize.int8_max_accuracy_drop); nothing was published — raise the budget, "
+            "enlarge optimize.calibration_size, or leave int8 out of optimize.precisions"
+        )
+
+    def as_dict(self) -> dict[str, float | bool]:
+        return {
+            "fp32_accuracy": self.fp32_accuracy,
+            "int8_accuracy": self.int8_accuracy,
+            "drop_points": self.drop_points,
+            "max_drop_points": self.max_drop_points,
+            "accepted": self.accepted,
+        }
+
+
+def check_int8_budget(fp32_accuracy: float, int8_accuracy: float, max_drop_points: float) -> Int8Budget:
+    return Int8Budget(float(fp32_accuracy), float(int8_accuracy), float(max_drop_points))
+
+
+class CalibrationImages:
+    """Re-iterable calibration source: paths decoded on demand, so memory stays at one image."""
+
+    def __init__(self, paths: Sequence[Path], image_size: int, progress: Progress, report_every: int = 0):
+        self._paths = list(paths)
+        self._size = image_size
+        self._progress = progress
+        self._every = report_every or max(1, len(self._paths) // 10)
+
+    def __len__(self) -> int:
+        return len(self._paths)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for index, path in enumerate(self._paths, start=1):
+            image = load_image(path, self._size)[np.newaxis]
+            # Reported before yielding: the consumer may stop right after the last image.
+            if index % self._every == 0 or index == len(self._paths):
+                self._progress(f"int8: calibration image {index}/{len(self._paths)}")
+            yield image
+
+
+def quantize_int8(
+    fp32_model: ov.Model, calibration_paths: Sequence[Path], image_size: int, *, progress: Progress
+) -> ov.Model:
+    """Post-training INT8 quantization of an FP32 OpenVINO model (returns a new model)."""
+    import nncf  # deferred: a heavy import that only this stage needs
+
+    images = CalibrationImages(calibration_paths, image_size, progress)
+    progress(f"int8: NNCF post-training quantization, preset {PRESET_NAME}, {len(images)} calibration images")
+    return nncf.quantize(
+        fp32_model,
+        nncf.Dataset(images),
+        preset=nncf.QuantizationPreset.MIXED,
+        subset_size=len(images),
+    )

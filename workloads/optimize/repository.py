@@ -1,0 +1,179 @@
+"""The OVMS model repository: ``<repo>/<model>-<precision>/<version>/model.xml|bin`` + config.json.
+
+OVMS serves the highest integer version folder of each model and ignores other folders, so a
+version is staged in ``.staging-*`` beside the versions and renamed into place in one step;
+a half-copied version is never visible. All precisions of one optimize run are published
+together under one version number (one past the highest version of any of them), so
+``bone-marrow-fp32/3`` and ``bone-marrow-int8/3`` always come from the same run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from workloads.errors import OptimizationError
+from workloads.optimize.convert import IR_BIN, IR_XML
+from workloads.optimize.files import sha256_file, write_json_atomic
+
+CONFIG_FILE = "config.json"
+MODEL_CARD_FILE = "model_card.json"
+STAGING_PREFIX = ".staging-"  # not an integer, so OVMS never treats it as a version
+# Where the OVMS container sees the repository (mounted at /models), for config.json base paths.
+SERVER_MOUNT = "/models"
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class PublishedModel:
+    name: str  # OVMS model name, e.g. "bone-marrow-int8"
+    version: int
+    precision: str
+    path: Path  # the version folder
+    bin_sha256: str
+    xml_sha256: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "precision": self.precision,
+            "path": str(self.path),
+            "bin_sha256": self.bin_sha256,
+            "xml_sha256": self.xml_sha256,
+        }
+
+
+def served_name(model_name: str, precision: str) -> str:
+    return f"{model_name}-{precision}"
+
+
+def existing_versions(model_dir: Path) -> list[int]:
+    """Integer version folders of one model, ascending; anything else is ignored (as OVMS does)."""
+    if not model_dir.is_dir():
+        return []
+    names = (p.name for p in model_dir.iterdir() if p.is_dir())
+    return sorted(int(name) for name in names if name.isascii() and name.isdigit())
+
+
+def next_version(model_dirs: Iterable[Path]) -> int:
+    return 1 + max((max(existing_versions(d), default=0) for d in model_dirs), default=0)
+
+
+def publish(
+    repository: Path,
+    model_name: str,
+    irs: Mapping[str, Path],
+    model_card: Path,
+    *,
+    server_mount: str = SERVER_MOUNT,
+    progress: Progress = print,
+) -> list[PublishedModel]:
+    """Publish IR folders (precision → folder holding model.xml + model.bin) as one new version.
+
+    All or nothing: every precision is staged before any is renamed into place, and if a rename
+    fails the versions already renamed by this call are removed again. Then config.json lists
+    every published model, keeping the entries it already had.
+    """
+    if not irs:
+        raise OptimizationError("nothing to publish: no accepted model precision")
+    for precision, folder in irs.items():
+        for name in (IR_XML, IR_BIN):
+            if not (folder / name).is_file():
+                raise OptimizationError(f"cannot publish {precision}: {folder / name} is missing")
+    if not model_card.is_file():
+        raise OptimizationError(f"cannot publish: model card {model_card} is missing")
+    _read_server_config(repository / CONFIG_FILE)  # a broken config.json must stop us before publishing
+
+    model_dirs = {p: repository / served_name(model_name, p) for p in irs}
+    for model_dir in model_dirs.values():
+        model_dir.mkdir(parents=True, exist_ok=True)
+    version = next_version(model_dirs.values())
+    staged: dict[str, Path] = {}
+    published: list[PublishedModel] = []
+    try:
+        for precision, folder in irs.items():
+            staged[precision] = _stage(model_dirs[precision], folder, model_card)
+        for precision, staging in staged.items():
+            target = model_dirs[precision] / str(version)
+            _rename_without_replacing(staging, target)
+            published.append(
+                PublishedModel(
+                    name=served_name(model_name, precision),
+                    version=version,
+                    precision=precision,
+                    path=target,
+                    bin_sha256=sha256_file(target / IR_BIN),
+                    xml_sha256=sha256_file(target / IR_XML),
+                )
+            )
+    except BaseException:
+        for staging in staged.values():
+            shutil.rmtree(staging, ignore_errors=True)
+        for model in published:
+            shutil.rmtree(model.path, ignore_errors=True)
+        raise
+    update_server_config(repository, [m.name for m in published], server_mount=server_mount)
+    for model in published:
+        progress(f"published {model.name} version {model.version} → {model.path}")
+    return published
+
+
+def _stage(model_dir: Path, ir_folder: Path, model_card: Path) -> Path:
+    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=model_dir))
+    # mkdtemp makes the folder owner-only; the OVMS container usually runs as another user.
+    staging.chmod(0o755)
+    for name in (IR_XML, IR_BIN):
+        shutil.copyfile(ir_folder / name, staging / name)
+    shutil.copyfile(model_card, staging / MODEL_CARD_FILE)
+    return staging
+
+
+def _rename_without_replacing(staging: Path, target: Path) -> None:
+    # os.rename replaces an existing *empty* directory on POSIX and fails on a non-empty one,
+    # so a published version's files are never overwritten; the check makes the common case clear.
+    collision = OptimizationError(
+        f"version folder {target} already exists; refusing to overwrite a published model — "
+        "another publish ran at the same time, try again"
+    )
+    if target.exists():
+        raise collision
+    try:
+        os.rename(staging, target)
+    except OSError:
+        raise collision from None
+
+
+def update_server_config(
+    repository: Path, model_names: Iterable[str], *, server_mount: str = SERVER_MOUNT
+) -> Path:
+    """Add missing models to the OVMS multi-model config.json; other entries and keys are kept."""
+    path = repository / CONFIG_FILE
+    config = _read_server_config(path)
+    entries = config["model_config_list"]
+    known = {e.get("config", {}).get("name") for e in entries if isinstance(e, dict)}
+    added = [name for name in dict.fromkeys(model_names) if name not in known]
+    for name in added:
+        entries.append({"config": {"name": name, "base_path": f"{server_mount}/{name}"}})
+    if added or not path.exists():
+        write_json_atomic(path, config)
+    return path
+
+
+def _read_server_config(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {"model_config_list": []}
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise OptimizationError(f"cannot read the OVMS config {path}: {exc}; fix or remove it") from None
+    if not isinstance(config, dict) or not isinstance(config.setdefault("model_config_list", []), list):
+        raise OptimizationError(f"{path} is not an OVMS config: 'model_config_list' must be a list")
+    return config
