@@ -35,6 +35,22 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _as_strings(value: Any) -> Any:
+    """Defaults as strings for Invoke's config tree.
+
+    Invoke casts an environment variable to the type of the value it overrides, and its casts
+    are lax (any non-empty string is a true bool, "abc" for an int is a traceback). As strings,
+    every value reaches workloads.config, which parses and validates it with a one-line error.
+    """
+    if isinstance(value, dict):
+        return {k: _as_strings(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
 def load(c, artifacts_dir: str | None = None) -> ToolkitConfig:
     """The effective configuration: defaults < invoke.yaml < environment < --artifacts-dir."""
     try:
@@ -185,7 +201,7 @@ def pipeline(c, images_per_class=None, artifacts_dir=None):
     run_step(run_optimize, config, result.run_dir, manifest)
 
 
-@task(name="show")
+@task(name="show", default=True)
 def config_show(c):
     """Print the effective configuration (defaults < invoke.yaml < INVOKE_BMC_* environment)."""
     import dataclasses
@@ -199,4 +215,4 @@ ns.add_collection(Collection("data", data_prepare))
 ns.add_collection(Collection("train", train_run))
 ns.add_collection(Collection("optimize", optimize_run))
 ns.add_collection(Collection("config", config_show))
-ns.configure({"bmc": defaults_mapping()})
+ns.configure({"bmc": _as_strings(defaults_mapping())})

@@ -371,4 +371,24 @@ def test_optimize_reads_the_real_split_manifest(saved_models, synthetic_split, a
     assert result.variants["int8"].metrics["n_samples"] == len(manifest.entries("test"))
     report = json.loads(result.report_path.read_text())
     assert report["quantization"]["calibration_images"] == 42  # 2 of each class's train images
+    assert report["quantization"]["accuracy_control"] == {
+        "split": "val",
+        "images": len(manifest.entries("val")),
+        "max_drop_points": 100.0,
+    }
     assert [m.version for m in result.published] == [1, 1, 1]
+
+
+def test_accuracy_control_validation_function_scores_top1():
+    from workloads.optimize.quantize import top1_accuracy
+
+    class FakeCompiled:
+        def output(self, index):
+            return "probabilities"
+
+        def __call__(self, image):
+            return {"probabilities": image}
+
+    items = [(np.array([[0.1, 0.9]]), 1), (np.array([[0.8, 0.2]]), 1), (np.array([[0.3, 0.7]]), 1)]
+    assert top1_accuracy(FakeCompiled(), items) == pytest.approx(2 / 3)
+    assert top1_accuracy(FakeCompiled(), []) == 0.0

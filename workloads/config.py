@@ -29,7 +29,7 @@ class DataConfig:
     # Dataset root for source=local (the folder holding bone_marrow_cell_dataset/ or the class folders).
     path: str = ""
     kaggle_handle: str = "andrewmvd/bone-marrow-cell-classification"
-    synthetic_images_per_class: int = 40
+    synthetic_images_per_class: int = 80
     synthetic_image_size: int = 250
     val_fraction: float = 0.15
     test_fraction: float = 0.15
@@ -99,6 +99,10 @@ class OptimizeConfig:
     # INT8 is rejected when its test accuracy is more than this many points below FP32.
     int8_max_accuracy_drop: float = 1.0
     calibration_size: int = 300
+    # When plain post-training quantization misses the budget on the validation split, let
+    # NNCF keep the most sensitive operations in floating point until it is met.
+    int8_accuracy_control: bool = True
+    accuracy_control_images: int = 300
     # TF vs OpenVINO FP32 parity on the same images: max |Δ probability| allowed.
     parity_tolerance: float = 1e-3
     parity_images: int = 32
@@ -115,6 +119,7 @@ class OptimizeConfig:
                 f"optimize.int8_max_accuracy_drop must be >= 0, got {self.int8_max_accuracy_drop}"
             )
         _positive("optimize.calibration_size", self.calibration_size)
+        _positive("optimize.accuracy_control_images", self.accuracy_control_images)
         _positive("optimize.parity_images", self.parity_images)
         if not self.parity_tolerance > 0:
             raise ConfigError(f"optimize.parity_tolerance must be > 0, got {self.parity_tolerance}")

@@ -139,6 +139,11 @@ def run_optimize(
         if "int8" in precisions
         else []
     )
+    validation = (
+        class_balanced_sample(list(manifest.entries("val")), opt.accuracy_control_images)
+        if "int8" in precisions and opt.int8_accuracy_control and opt.int8_max_accuracy_drop > 0
+        else []
+    )
     progress(
         f"optimize: run {run.run_id} · {', '.join(precisions)} · {len(test)} test images · "
         f"image size {run.image_size}"
@@ -148,7 +153,7 @@ def run_optimize(
     staging = Path(tempfile.mkdtemp(prefix=f".{OPENVINO_DIR}-staging-", dir=run.run_dir))
     staging.chmod(0o755)
     try:
-        outcome = _build_and_check(opt, run, precisions, test, calibration, staging, progress)
+        outcome = _build_and_check(opt, run, precisions, test, calibration, validation, staging, progress)
         _replace_dir(staging, out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -187,6 +192,7 @@ def _build_and_check(
     precisions: list[str],
     test: list[LabelledImage],
     calibration: list[LabelledImage],
+    validation: list[LabelledImage],
     staging: Path,
     progress: Progress,
 ) -> _Outcome:
@@ -222,9 +228,19 @@ def _build_and_check(
             "calibration_split": "train",
             "calibration_images": len(calibration),
             "selection": "class-balanced round robin, each class in path order",
+            "accuracy_control": (
+                {"split": "val", "images": len(validation), "max_drop_points": opt.int8_max_accuracy_drop}
+                if validation
+                else None
+            ),
         }
         int8_model = quantize_int8(
-            fp32_model, [Path(e.path) for e in calibration], run.image_size, progress=progress
+            fp32_model,
+            [Path(e.path) for e in calibration],
+            run.image_size,
+            progress=progress,
+            validation=[(Path(e.path), int(e.label)) for e in validation],
+            max_drop_points=opt.int8_max_accuracy_drop,
         )
         # As OpenVINO saves NNCF models by default: quantized weights int8, the few others fp16.
         irs["int8"] = save_ir(int8_model, staging / "int8", compress_to_fp16=True)

@@ -83,16 +83,48 @@ class CalibrationImages:
 
 
 def quantize_int8(
-    fp32_model: ov.Model, calibration_paths: Sequence[Path], image_size: int, *, progress: Progress
+    fp32_model: ov.Model,
+    calibration_paths: Sequence[Path],
+    image_size: int,
+    *,
+    progress: Progress,
+    validation: Sequence[tuple[Path, int]] = (),
+    max_drop_points: float = 1.0,
 ) -> ov.Model:
-    """Post-training INT8 quantization of an FP32 OpenVINO model (returns a new model)."""
+    """Post-training INT8 quantization of an FP32 OpenVINO model (returns a new model).
+
+    With ``validation`` (path, label) pairs, NNCF's accuracy control quantizes, measures the
+    accuracy drop on them and returns the most drop-sensitive operations to floating point
+    until the drop is within ``max_drop_points``. The final budget check stays on the test split.
+    """
     import nncf  # deferred: a heavy import that only this stage needs
 
     images = CalibrationImages(calibration_paths, image_size, progress)
-    progress(f"int8: NNCF post-training quantization, preset {PRESET_NAME}, {len(images)} calibration images")
-    return nncf.quantize(
+    preset = nncf.QuantizationPreset.MIXED
+    if not validation:
+        progress(
+            f"int8: NNCF post-training quantization, preset {PRESET_NAME}, {len(images)} calibration images"
+        )
+        return nncf.quantize(fp32_model, nncf.Dataset(images), preset=preset, subset_size=len(images))
+    progress(
+        f"int8: NNCF quantization with accuracy control, preset {PRESET_NAME}, {len(images)} calibration "
+        f"images, max drop {max_drop_points:g} points on {len(validation)} validation images"
+    )
+    labelled = [(load_image(path, image_size)[np.newaxis], int(label)) for path, label in validation]
+    return nncf.quantize_with_accuracy_control(
         fp32_model,
         nncf.Dataset(images),
-        preset=nncf.QuantizationPreset.MIXED,
+        nncf.Dataset(labelled),
+        validation_fn=top1_accuracy,
+        max_drop=max_drop_points / 100.0,
+        drop_type=nncf.DropType.ABSOLUTE,
+        preset=preset,
         subset_size=len(images),
     )
+
+
+def top1_accuracy(compiled_model: ov.CompiledModel, items) -> float:
+    """NNCF validation function: top-1 accuracy over (image batch of one, label) items."""
+    output = compiled_model.output(0)
+    hits = [int(np.argmax(compiled_model(image)[output])) == label for image, label in items]
+    return float(np.mean(hits)) if hits else 0.0

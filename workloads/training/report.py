@@ -11,7 +11,7 @@ import numpy as np
 from workloads.classes import CLASS_MEANINGS
 
 PREPROCESSING = (
-    "decode → RGB → bilinear resize to {size}x{size} → float32 0..255, NHWC; "
+    "decode → RGB → bilinear resize (antialiased, as PIL) to {size}x{size} → float32 0..255, NHWC; "
     "the backbone's normalisation is inside the graph"
 )
 
