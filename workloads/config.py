@@ -21,6 +21,9 @@ Backbone = Literal["mobilenet_v3_large", "mobilenet_v3_small", "efficientnet_v2_
 Device = Literal["auto", "cpu", "gpu", "hpu"]
 Precision = Literal["fp32", "fp16", "int8"]
 CacheMode = Literal["auto", "memory", "none"]
+PerformanceHint = Literal["THROUGHPUT", "LATENCY"]
+InputFormat = Literal["tensor", "jpeg"]
+Protocol = Literal["rest", "grpc"]
 
 
 @dataclass(frozen=True)
@@ -126,11 +129,78 @@ class OptimizeConfig:
 
 
 @dataclass(frozen=True)
+class ServingConfig:
+    """The local model server (`invoke up --target local`); settings named as OVMS names them."""
+
+    host: str = "127.0.0.1"
+    http_port: int = 8000
+    grpc_port: int = 8001
+    # Served model precisions; each is <optimize.model_name>-<precision>, latest version.
+    precisions: tuple[Precision, ...] = ("fp32", "int8")
+    performance_hint: PerformanceHint = "THROUGHPUT"
+    # 0 = let OpenVINO derive them from the hint.
+    num_streams: int = 0
+    inference_threads: int = 0
+    nireq: int = 0
+    start_timeout_seconds: float = 120.0
+
+    def validate(self) -> None:
+        for name in ("http_port", "grpc_port"):
+            port = getattr(self, name)
+            if not 1 <= port <= 65535:
+                raise ConfigError(f"serving.{name} must be a TCP port (1-65535), got {port}")
+        if self.http_port == self.grpc_port:
+            raise ConfigError("serving.http_port and serving.grpc_port must differ")
+        if not self.precisions:
+            raise ConfigError("serving.precisions must name at least one precision")
+        for name in ("num_streams", "inference_threads", "nireq"):
+            _non_negative(f"serving.{name}", getattr(self, name))
+        if not self.start_timeout_seconds > 0:
+            raise ConfigError(f"serving.start_timeout_seconds must be > 0, got {self.start_timeout_seconds}")
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """`invoke bench`: MLPerf-style Offline (batch) and SingleStream (real-time) scenarios."""
+
+    precision: Precision = "int8"
+    protocol: Protocol = "grpc"
+    input_format: InputFormat = "tensor"
+    batch_size: int = 16
+    concurrency: int = 2
+    warmup_seconds: float = 2.0
+    min_duration_seconds: float = 5.0
+    min_requests: int = 50
+    repetitions: int = 3
+    # The reference paper's real-time figure: mean latency over this many single images.
+    paper_images: int = 10
+    known_answer_images: int = 8
+    request_timeout_seconds: float = 30.0
+    # $/hour per target or pool (e.g. {"c5": 0.085, "c6i": 0.085}); enables cost per million images.
+    usd_per_hour: dict[str, float] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        for name in ("batch_size", "concurrency", "min_requests", "repetitions", "paper_images"):
+            _positive(f"bench.{name}", getattr(self, name))
+        _non_negative("bench.known_answer_images", self.known_answer_images)
+        if self.repetitions < 3:
+            raise ConfigError(f"bench.repetitions must be at least 3 (median and range), got {self.repetitions}")
+        for name in ("warmup_seconds", "min_duration_seconds", "request_timeout_seconds"):
+            if getattr(self, name) < 0 or (name != "warmup_seconds" and getattr(self, name) == 0):
+                raise ConfigError(f"bench.{name} must be > 0, got {getattr(self, name)}")
+        for key, value in self.usd_per_hour.items():
+            if value < 0:
+                raise ConfigError(f"bench.usd_per_hour.{key} must be >= 0, got {value}")
+
+
+@dataclass(frozen=True)
 class ToolkitConfig:
     artifacts_dir: str = "artifacts"
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     optimize: OptimizeConfig = field(default_factory=OptimizeConfig)
+    serving: ServingConfig = field(default_factory=ServingConfig)
+    bench: BenchConfig = field(default_factory=BenchConfig)
 
     def validate(self) -> None:
         if not self.artifacts_dir:
@@ -138,6 +208,8 @@ class ToolkitConfig:
         self.data.validate()
         self.train.validate()
         self.optimize.validate()
+        self.serving.validate()
+        self.bench.validate()
 
     @property
     def paths(self) -> ArtifactPaths:
@@ -171,8 +243,13 @@ class ArtifactPaths:
         return self.root / "models"
 
     @property
-    def optimize_reports(self) -> Path:
-        return self.root / "optimize"
+    def local_server(self) -> Path:
+        """pid, log and recorded endpoints of the local model server."""
+        return self.root / "serving" / "local"
+
+    @property
+    def bench_results(self) -> Path:
+        return self.root / "bench"
 
 
 def defaults_mapping() -> dict[str, Any]:
@@ -224,6 +301,11 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
         if value not in allowed:
             raise ConfigError(f"{key} must be one of {', '.join(map(str, allowed))}; got {value!r}")
         return value
+    if origin is dict:
+        key_hint, value_hint = typing.get_args(hint)
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key} must be a mapping, got {value!r}")
+        return {_coerce(key_hint, k, key): _coerce(value_hint, v, f"{key}.{k}") for k, v in value.items()}
     if origin is tuple:
         (item_hint, _ellipsis) = typing.get_args(hint)
         if isinstance(value, str):
