@@ -27,6 +27,8 @@ DEMO_TRAIN = {
     "head_learning_rate": 2e-3,
     "finetune_learning_rate": 1e-3,
 }
+# What the demo measures: the served INT8 and FP32 models, and TensorFlow in process as the baseline.
+DEMO_BENCHES = (("int8", "server"), ("fp32", "server"), ("fp32", "tensorflow"))
 
 
 def _plain(value: Any) -> Any:
@@ -176,6 +178,126 @@ def optimize_run(c, run=None, int8_max_drop=None, calibration_size=None, model_n
     run_step(run_optimize, config, run_dir, manifest)
 
 
+TARGETS = ("local",)  # aws and vsphere arrive with their infrastructure
+
+
+def _check_target(target: str) -> None:
+    if target not in TARGETS:
+        raise Exit(f"error: unknown target {target!r}; available: {', '.join(TARGETS)}", code=2)
+
+
+@task(
+    help={
+        "target": "where to serve: local (a KServe v2 OpenVINO server on loopback)",
+        "hint": "OpenVINO performance hint: THROUGHPUT or LATENCY",
+        "artifacts_dir": "root folder of all artifacts (default: artifacts)",
+    }
+)
+def up(c, target="local", hint=None, artifacts_dir=None):
+    """Start serving the OVMS model repository on a target and record its endpoints."""
+    from workloads.serving.local import start
+
+    _check_target(target)
+    config = replace_or_exit(load(c, artifacts_dir), "serving", performance_hint=hint)
+    run_step(start, config)
+
+
+@task(
+    help={
+        "target": "which deployment to stop: local",
+        "artifacts_dir": "root folder of all artifacts (default: artifacts)",
+    }
+)
+def down(c, target="local", artifacts_dir=None):
+    """Stop serving on a target."""
+    from workloads.serving.local import stop
+
+    _check_target(target)
+    run_step(stop, load(c, artifacts_dir))
+
+
+SCENARIOS = {"batch": ("batch",), "realtime": ("realtime",), "all": ("batch", "realtime")}
+
+
+@task(
+    name="run",
+    default=True,
+    help={
+        "target": "local (reads what `invoke up` recorded) or endpoint (with --endpoint)",
+        "endpoint": "any KServe v2 server (OVMS included): http://host:port for REST, host:port for gRPC",
+        "runtime": "server (over the network), or openvino / tensorflow in process (baselines)",
+        "scenario": "batch (Offline: images/s), realtime (SingleStream: latency) or all",
+        "precision": "fp32, fp16 or int8 (model <name>-<precision>)",
+        "protocol": "grpc or rest (binary tensors either way, never JSON tensors)",
+        "input_format": "tensor (client-side resize) or jpeg (server decodes)",
+        "batch_size": "images per request in the batch scenario",
+        "concurrency": "concurrent requests in the batch scenario",
+        "repetitions": "measured repetitions (>= 3; median and range reported)",
+        "min_duration": "minimum seconds per repetition",
+        "artifacts_dir": "root folder of all artifacts (default: artifacts)",
+    },
+)
+def bench_run(
+    c,
+    target="local",
+    endpoint=None,
+    runtime="server",
+    scenario="all",
+    precision=None,
+    protocol=None,
+    input_format=None,
+    batch_size=None,
+    concurrency=None,
+    repetitions=None,
+    min_duration=None,
+    artifacts_dir=None,
+):
+    """Benchmark batch (images/s) and real-time (latency) inference; writes JSON + CSV results."""
+    from workloads.bench.run import run_bench
+
+    if endpoint:
+        target = "endpoint"
+    elif target != "endpoint":
+        _check_target(target)
+    if scenario not in SCENARIOS:
+        raise Exit(f"error: unknown scenario {scenario!r}; choose batch, realtime or all", code=2)
+    if runtime not in ("server", "openvino", "tensorflow"):
+        raise Exit(f"error: unknown runtime {runtime!r}; choose server, openvino or tensorflow", code=2)
+    config = replace_or_exit(
+        load(c, artifacts_dir),
+        "bench",
+        precision=precision,
+        protocol=protocol,
+        input_format=input_format,
+        batch_size=batch_size,
+        concurrency=concurrency,
+        repetitions=repetitions,
+        min_duration_seconds=min_duration,
+    )
+    run_step(
+        run_bench, config, target=target, endpoint=endpoint, runtime=runtime, scenarios=SCENARIOS[scenario]
+    )
+
+
+@task(
+    name="report",
+    help={
+        "results": "result files or folders, comma-separated (default: <artifacts>/bench)",
+        "out": "folder for report.md and report.png (default: <artifacts>/bench/report)",
+        "artifacts_dir": "root folder of all artifacts (default: artifacts)",
+    },
+)
+def bench_report(c, results=None, out=None, artifacts_dir=None):
+    """Merge benchmark results into a Markdown table (targets x batch/real-time) and a PNG chart."""
+    from workloads.bench.report import write_report
+
+    config = load(c, artifacts_dir)
+    paths = [Path(p) for p in results.split(",")] if results else [config.paths.bench_results]
+    out_dir = Path(out) if out else config.paths.bench_results / "report"
+    markdown, _chart = run_step(write_report, paths, out_dir, config.bench.usd_per_hour)
+    print(markdown.read_text())
+
+
 @task(
     help={
         "images_per_class": "synthetic images per class",
@@ -183,22 +305,45 @@ def optimize_run(c, run=None, int8_max_drop=None, calibration_size=None, model_n
     }
 )
 def pipeline(c, images_per_class=None, artifacts_dir=None):
-    """The local embedded demo: synthetic data → short CPU training → OpenVINO FP32/INT8."""
+    """The local demo: synthetic data → CPU training → OpenVINO FP32/INT8 → local server → benchmark."""
+    from workloads.bench.report import write_report
+    from workloads.bench.run import run_bench
     from workloads.data.manifest import SplitManifest
     from workloads.data.prepare import prepare_data
     from workloads.optimize.pipeline import run_optimize
+    from workloads.serving.local import start
     from workloads.training.train import run_training
 
     config = load(c, artifacts_dir)
     config = replace_or_exit(config, "data", source="synthetic", synthetic_images_per_class=images_per_class)
     config = replace_or_exit(config, "train", **DEMO_TRAIN)
-    print("== 1/3 data", flush=True)
+    print("== 1/5 data", flush=True)
     run_step(prepare_data, config)
-    print("== 2/3 train", flush=True)
+    print("== 2/5 train", flush=True)
     result = run_step(run_training, config)
-    print("== 3/3 optimize", flush=True)
+    print("== 3/5 optimize", flush=True)
     manifest = run_step(SplitManifest.load, config.paths.split_manifest)
     run_step(run_optimize, config, result.run_dir, manifest)
+    print("== 4/5 serve", flush=True)
+    run_step(start, config)
+    print("== 5/5 bench", flush=True)
+    written = []
+    for precision, runtime in DEMO_BENCHES:
+        bench_config = replace_or_exit(config, "bench", precision=precision)
+        _results, path = run_step(
+            run_bench,
+            bench_config,
+            target="local",
+            endpoint=None,
+            runtime=runtime,
+            scenarios=SCENARIOS["all"],
+        )
+        written.append(path)
+    markdown, chart = run_step(
+        write_report, written, config.paths.bench_results / "report", config.bench.usd_per_hour
+    )
+    print(markdown.read_text())
+    print(f"chart: {chart}\nthe local server keeps running; stop it with `invoke down --target local`")
 
 
 @task(name="show", default=True)
@@ -210,9 +355,10 @@ def config_show(c):
     print(json.dumps(dataclasses.asdict(load(c)), indent=2))
 
 
-ns = Collection(pipeline)
+ns = Collection(pipeline, up, down)
 ns.add_collection(Collection("data", data_prepare))
 ns.add_collection(Collection("train", train_run))
 ns.add_collection(Collection("optimize", optimize_run))
+ns.add_collection(Collection("bench", bench_run, bench_report))
 ns.add_collection(Collection("config", config_show))
 ns.configure({"bmc": _as_strings(defaults_mapping())})

@@ -62,3 +62,39 @@ def synthetic_split(tmp_path_factory: pytest.TempPathFactory) -> Path:
     manifest = build_manifest(scan, seed=42, val_fraction=0.15, test_fraction=0.15, source="synthetic")
     manifest.save(artifacts / "data" / "split.json")
     return artifacts
+
+
+# A tiny trained model, just enough for the optimizer and the model server to work on real IR.
+SERVED_TRAIN = {
+    "backbone": "mobilenet_v3_small",
+    "weights": "none",
+    "image_size": 64,
+    "batch_size": 16,
+    "head_epochs": 1,
+    "finetune_epochs": 2,
+}
+
+
+@pytest.fixture(scope="session")
+def served_repository(synthetic_split: Path) -> Path:
+    """``synthetic_split`` plus a tiny trained run optimized into ``models/`` (fp32 + int8), once.
+
+    Returns the artifacts folder: ``models/bone-marrow-<fp32|int8>/<version>/model.xml|bin``.
+    Treat the repository as read-only.
+    """
+    from workloads.config import load_config
+    from workloads.data.manifest import SplitManifest
+    from workloads.optimize.pipeline import run_optimize
+    from workloads.training.train import run_training
+
+    config = load_config(
+        {
+            "artifacts_dir": str(synthetic_split),
+            "train": SERVED_TRAIN,
+            "optimize": {"precisions": ["fp32", "int8"], "int8_max_accuracy_drop": 100.0},
+        }
+    )
+    trained = run_training(config, run_id="served", progress=lambda line: None)
+    manifest = SplitManifest.load(config.paths.split_manifest)
+    run_optimize(config, trained.run_dir, manifest, progress=lambda line: None)
+    return synthetic_split

@@ -40,6 +40,16 @@ def test_env_style_strings_are_coerced():
         ({"train": {"epochs": 3}}, "unknown configuration key train.epochs"),
         ({"train": {"augment": "maybe"}}, "train.augment must be true or false"),
         ({"train": 5}, "train must be a mapping"),
+        ({"serving": {"grpc_port": 8000}}, "serving.http_port and serving.grpc_port must differ"),
+        ({"serving": {"http_port": 70000}}, "serving.http_port must be a TCP port"),
+        (
+            {"serving": {"performance_hint": "FAST"}},
+            "serving.performance_hint must be one of THROUGHPUT, LATENCY",
+        ),
+        ({"bench": {"repetitions": 2}}, "bench.repetitions must be at least 3"),
+        ({"bench": {"protocol": "json"}}, "bench.protocol must be one of rest, grpc"),
+        ({"bench": {"usd_per_hour": {"c5": -1}}}, "bench.usd_per_hour.c5 must be >= 0"),
+        ({"bench": {"usd_per_hour": {"c5": "cheap"}}}, "bench.usd_per_hour.c5 must be a number"),
     ],
 )
 def test_invalid_values_name_the_key(mapping, message):
@@ -47,6 +57,11 @@ def test_invalid_values_name_the_key(mapping, message):
         load_config(mapping)
     assert message in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_cost_table_is_a_typed_mapping():
+    config = load_config({"bench": {"usd_per_hour": {"c5": "0.085", "c6i": 0.085}}})
+    assert config.bench.usd_per_hour == {"c5": 0.085, "c6i": 0.085}
 
 
 def test_replace_ignores_none_and_validates():
@@ -67,3 +82,27 @@ def test_artifact_paths_follow_the_root():
     assert str(paths.split_manifest) == "/x/data/split.json"
     assert str(paths.model_repository) == "/x/models"
     assert str(paths.runs) == "/x/runs"
+
+
+def test_node_pool_labels_are_defined_once_for_every_cluster():
+    config = ToolkitConfig()
+    labels = {
+        name: config.kubernetes.pool_labels(name, pool)
+        for name, pool in {**config.aws.pools, **config.vsphere.pools}.items()
+    }
+    assert labels["c5"] == {"bone-marrow.ml/pool": "c5", "bone-marrow.ml/cpu-generation": "cascadelake"}
+    assert labels["c6i"]["bone-marrow.ml/cpu-generation"] == "icelake"
+    assert labels["icelake"]["bone-marrow.ml/cpu-generation"] == "icelake"
+
+
+def test_node_pool_overrides_are_typed_and_complete():
+    pools = {"c5": {"instance_type": "c5.xlarge", "cpu_generation": "cascadelake", "desired_size": "2"}}
+    config = load_config({"aws": {"pools": pools}})
+    assert config.aws.pools["c5"].desired_size == 2
+    assert set(config.aws.pools) == {"c5"}
+    with pytest.raises(ConfigError, match=r"missing configuration key aws\.pools\.c5\.instance_type"):
+        load_config({"aws": {"pools": {"c5": {"cpu_generation": "cascadelake"}}}})
+    with pytest.raises(ConfigError, match=r"aws\.pools\.c5 sizes must satisfy min <= desired <= max"):
+        load_config({"aws": {"pools": {"c5": {**pools["c5"], "min_size": 3}}}})
+    with pytest.raises(ConfigError, match=r"kubernetes\.namespace must be a DNS label"):
+        load_config({"kubernetes": {"namespace": "Bone_Marrow"}})

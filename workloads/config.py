@@ -8,6 +8,8 @@ returns frozen dataclasses or raises :class:`ConfigError` with one line naming t
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
+import re
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -184,13 +186,402 @@ class BenchConfig:
             _positive(f"bench.{name}", getattr(self, name))
         _non_negative("bench.known_answer_images", self.known_answer_images)
         if self.repetitions < 3:
-            raise ConfigError(f"bench.repetitions must be at least 3 (median and range), got {self.repetitions}")
+            raise ConfigError(
+                f"bench.repetitions must be at least 3 (median and range), got {self.repetitions}"
+            )
         for name in ("warmup_seconds", "min_duration_seconds", "request_timeout_seconds"):
             if getattr(self, name) < 0 or (name != "warmup_seconds" and getattr(self, name) == 0):
                 raise ConfigError(f"bench.{name} must be > 0, got {getattr(self, name)}")
         for key, value in self.usd_per_hour.items():
             if value < 0:
                 raise ConfigError(f"bench.usd_per_hour.{key} must be >= 0, got {value}")
+
+
+@dataclass(frozen=True)
+class NodePoolConfig:
+    """One pool of Kubernetes worker nodes that serves the model; its labels are defined once here."""
+
+    instance_type: str
+    # What the comparison is about: the CPU generation (cascadelake, icelake, …).
+    cpu_generation: str
+    min_size: int = 1
+    desired_size: int = 1
+    max_size: int = 2
+
+    def validate(self, key: str) -> None:
+        if not self.instance_type or not self.cpu_generation.isalnum():
+            raise ConfigError(f"{key} needs an instance_type and an alphanumeric cpu_generation")
+        _non_negative(f"{key}.min_size", self.min_size)
+        if not self.min_size <= self.desired_size <= self.max_size or self.max_size == 0:
+            raise ConfigError(
+                f"{key} sizes must satisfy min <= desired <= max and max > 0, "
+                f"got {self.min_size}/{self.desired_size}/{self.max_size}"
+            )
+
+
+@dataclass(frozen=True)
+class KubernetesConfig:
+    """What every cluster (EKS and EKS Anywhere) shares: version, namespace, node labels."""
+
+    version: str = "1.31"
+    namespace: str = "bone-marrow"
+    # Label keys are <label_domain>/pool and <label_domain>/cpu-generation (see pool_labels).
+    label_domain: str = "bone-marrow.ml"
+    # Service account (in `namespace`) whose pods sync the model repository from S3 on EKS.
+    model_sync_service_account: str = "ovms-model-sync"
+
+    def validate(self) -> None:
+        parts = self.version.split(".")
+        if len(parts) != 2 or not all(p.isdigit() for p in parts):
+            raise ConfigError(f"kubernetes.version must look like 1.31, got {self.version!r}")
+        if not _is_dns_label(self.namespace):
+            raise ConfigError(f"kubernetes.namespace must be a DNS label, got {self.namespace!r}")
+        if not all(_is_dns_label(p) for p in self.label_domain.split(".")):
+            raise ConfigError(f"kubernetes.label_domain must be a DNS name, got {self.label_domain!r}")
+        if not _is_dns_label(self.model_sync_service_account):
+            raise ConfigError(
+                "kubernetes.model_sync_service_account must be a DNS label, "
+                f"got {self.model_sync_service_account!r}"
+            )
+
+    def pool_labels(self, pool: str, node_pool: NodePoolConfig) -> dict[str, str]:
+        """The node labels of a pool: set on the nodes (CDK, EKS-A) and selected by the manifests."""
+        return {
+            f"{self.label_domain}/pool": pool,
+            f"{self.label_domain}/cpu-generation": node_pool.cpu_generation,
+        }
+
+
+# The retention periods CloudWatch Logs accepts, in days.
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 3653)
+
+
+def _is_ipv4_cidr(value: str) -> bool:
+    try:
+        return ipaddress.ip_network(value, strict=True).version == 4
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class AwsConfig:
+    """The EKS side: region, node groups on c5 (Cascade Lake) and c6i (Ice Lake), DL1 training."""
+
+    region: str = "us-east-1"
+    # Explicit zones (no synth-time lookup); dl1.24xlarge is offered in these.
+    availability_zones: tuple[str, ...] = ("us-east-1a", "us-east-1b")
+    # Name prefix of stacks, cluster, buckets and repositories.
+    resource_prefix: str = "bone-marrow"
+    pools: dict[str, NodePoolConfig] = field(
+        default_factory=lambda: {
+            "c5": NodePoolConfig(instance_type="c5.large", cpu_generation="cascadelake"),
+            "c6i": NodePoolConfig(instance_type="c6i.large", cpu_generation="icelake"),
+        }
+    )
+    vpc_cidr: str = "10.40.0.0/16"
+    # One NAT gateway is enough for pulls and S3-bound traffic; raise it for zone-level redundancy.
+    nat_gateways: int = 1
+    # Empty: the Kubernetes API is reachable only inside the VPC. Otherwise also publicly, from these.
+    endpoint_public_cidrs: tuple[str, ...] = ()
+    # IAM role/user ARNs given cluster admin; empty: `invoke up` uses the deploying principal.
+    cluster_admin_arns: tuple[str, ...] = ()
+    dl1_instance_type: str = "dl1.24xlarge"
+    # Habana Deep Learning AMI per region, pinned (no lookup at synth time). Find the current one with
+    # aws ec2 describe-images --owners amazon --filters "Name=name,Values=*Deep Learning AMI Habana*".
+    habana_ami_ids: dict[str, str] = field(default_factory=dict)
+    # Root volume of the DL1 instance: dataset, images and checkpoints.
+    dl1_volume_gib: int = 500
+    # The DL1 instance is stopped after this many minutes below dl1_idle_cpu_percent.
+    dl1_idle_minutes: int = 60
+    dl1_idle_cpu_percent: float = 5.0
+    budget_monthly_usd: float = 1000.0
+    # Where the budget alert goes; required by `invoke up --target aws`.
+    budget_email: str = ""
+    # CloudWatch retention of the VPC flow logs and the EKS control-plane logs.
+    log_retention_days: int = 90
+
+    def validate(self) -> None:
+        if len(self.availability_zones) < 2:
+            raise ConfigError("aws.availability_zones must list at least two zones (EKS needs two)")
+        for zone in self.availability_zones:
+            if not zone.startswith(self.region) or not zone[len(self.region) :].isalpha():
+                raise ConfigError(f"aws.availability_zones: {zone!r} is not a zone of region {self.region!r}")
+        if not _is_ipv4_cidr(self.vpc_cidr):
+            raise ConfigError(f"aws.vpc_cidr must be an IPv4 CIDR, got {self.vpc_cidr!r}")
+        if not 1 <= self.nat_gateways <= len(self.availability_zones):
+            raise ConfigError(
+                f"aws.nat_gateways must be between 1 and the number of zones, got {self.nat_gateways}"
+            )
+        for cidr in self.endpoint_public_cidrs:
+            if not _is_ipv4_cidr(cidr) or cidr.endswith("/0"):
+                raise ConfigError(f"aws.endpoint_public_cidrs: {cidr!r} is not a restricted IPv4 CIDR")
+        for arn in self.cluster_admin_arns:
+            if not re.fullmatch(r"arn:aws[-a-z]*:iam::\d{12}:(role|user)/[\w+=,.@/-]+", arn):
+                raise ConfigError(f"aws.cluster_admin_arns: {arn!r} is not an IAM role or user ARN")
+        if not re.fullmatch(r"[a-z0-9]+\.[a-z0-9]+", self.dl1_instance_type):
+            raise ConfigError(
+                f"aws.dl1_instance_type must look like dl1.24xlarge, got {self.dl1_instance_type!r}"
+            )
+        for region, ami in self.habana_ami_ids.items():
+            if not re.fullmatch(r"ami-[0-9a-f]{8,17}", ami):
+                raise ConfigError(f"aws.habana_ami_ids.{region} must be an AMI id (ami-…), got {ami!r}")
+        if not 8 <= self.dl1_volume_gib <= 16384:
+            raise ConfigError(f"aws.dl1_volume_gib must be between 8 and 16384, got {self.dl1_volume_gib}")
+        _positive("aws.dl1_idle_minutes", self.dl1_idle_minutes)
+        if not 0.0 < self.dl1_idle_cpu_percent < 100.0:
+            raise ConfigError(
+                f"aws.dl1_idle_cpu_percent must be between 0 and 100, got {self.dl1_idle_cpu_percent}"
+            )
+        if self.budget_monthly_usd <= 0:
+            raise ConfigError(f"aws.budget_monthly_usd must be > 0, got {self.budget_monthly_usd}")
+        if self.budget_email and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", self.budget_email):
+            raise ConfigError(f"aws.budget_email is not an e-mail address: {self.budget_email!r}")
+        if self.log_retention_days not in LOG_RETENTION_DAYS:
+            raise ConfigError(
+                f"aws.log_retention_days must be one of {', '.join(map(str, LOG_RETENTION_DAYS))}; "
+                f"got {self.log_retention_days}"
+            )
+        if not _is_dns_label(self.resource_prefix):
+            raise ConfigError(f"aws.resource_prefix must be a DNS label, got {self.resource_prefix!r}")
+        for name, pool in self.pools.items():
+            if not _is_dns_label(name):
+                raise ConfigError(f"aws.pools key must be a DNS label, got {name!r}")
+            pool.validate(f"aws.pools.{name}")
+
+
+@dataclass(frozen=True)
+class VsphereMachineSize:
+    """The size of one EKS Anywhere machine role (a VSphereMachineConfig)."""
+
+    cpus: int = 2
+    memory_mib: int = 8192
+    disk_gib: int = 25
+
+    def validate(self, key: str) -> None:
+        if not 1 <= self.cpus <= 768 or self.memory_mib < 2048 or self.disk_gib < 20:
+            raise ConfigError(
+                f"{key} needs 1-768 cpus, memory_mib >= 2048 and disk_gib >= 20, "
+                f"got {self.cpus}/{self.memory_mib}/{self.disk_gib}"
+            )
+
+
+@dataclass(frozen=True)
+class VsphereConfig:
+    """The on-prem side: EKS Anywhere on vSphere with an Ice Lake worker group.
+
+    Inventory settings are full paths (/DC/network/VM Network) or names under the datacenter's
+    folder of that kind (network, datastore, vm for folder and template, host for resource_pool).
+    """
+
+    cluster_name: str = "bone-marrow-onprem"
+    pools: dict[str, NodePoolConfig] = field(
+        default_factory=lambda: {
+            "icelake": NodePoolConfig(instance_type="vsphere-vm", cpu_generation="icelake", desired_size=2),
+        }
+    )
+    # vCenter host[:port]; credentials come only from EKSA_VSPHERE_USERNAME / EKSA_VSPHERE_PASSWORD.
+    server: str = ""
+    # SHA-1 fingerprint of the vCenter certificate (colons and case ignored), pinned on every connection.
+    thumbprint: str = ""
+    # Skip certificate checks entirely (lab only); eksctl then gets insecure: true too.
+    insecure: bool = False
+    datacenter: str = ""
+    network: str = ""
+    datastore: str = ""
+    folder: str = ""
+    resource_pool: str = ""
+    template: str = ""
+    os_family: Literal["bottlerocket", "ubuntu", "redhat"] = "bottlerocket"
+    # Kubernetes version -> EKS-D release the template is tagged with (eksdRelease:<release>); a
+    # version without an entry accepts any kubernetes-<major>-<minor>-eks-N tag on the template.
+    eksd_releases: dict[str, str] = field(default_factory=dict)
+    # A free static IP outside the pod and service CIDRs, on the network of the nodes.
+    control_plane_endpoint: str = ""
+    control_plane_count: int = 3
+    # 0 = etcd stacked on the control plane nodes.
+    etcd_count: int = 3
+    pod_cidr: str = "192.168.0.0/16"
+    service_cidr: str = "10.96.0.0/12"
+    # "" = eksctl generates a key pair.
+    ssh_authorized_key: str = ""
+    control_plane_machine: VsphereMachineSize = field(default_factory=VsphereMachineSize)
+    etcd_machine: VsphereMachineSize = field(default_factory=VsphereMachineSize)
+    worker_machine: VsphereMachineSize = field(
+        default_factory=lambda: VsphereMachineSize(cpus=8, memory_mib=16384, disk_gib=50)
+    )
+
+    def validate(self) -> None:
+        for name, pool in self.pools.items():
+            if not _is_dns_label(name):
+                raise ConfigError(f"vsphere.pools key must be a DNS label, got {name!r}")
+            pool.validate(f"vsphere.pools.{name}")
+        if "/" in self.server or " " in self.server:
+            raise ConfigError(
+                f"vsphere.server must be host or host:port (no scheme/path), got {self.server!r}"
+            )
+        if self.thumbprint and not re.fullmatch(r"[0-9a-fA-F]{40}", self.thumbprint.replace(":", "")):
+            raise ConfigError(
+                f"vsphere.thumbprint must be a SHA-1 fingerprint (40 hex digits), got {self.thumbprint!r}"
+            )
+        if self.control_plane_endpoint:
+            try:
+                ipaddress.IPv4Address(self.control_plane_endpoint)
+            except ValueError:
+                raise ConfigError(
+                    "vsphere.control_plane_endpoint must be an IPv4 address, "
+                    f"got {self.control_plane_endpoint!r}"
+                ) from None
+        for name in ("pod_cidr", "service_cidr"):
+            if not _is_ipv4_cidr(getattr(self, name)):
+                raise ConfigError(f"vsphere.{name} must be an IPv4 CIDR, got {getattr(self, name)!r}")
+        if self.control_plane_count < 1 or self.etcd_count < 0:
+            raise ConfigError("vsphere.control_plane_count must be >= 1 and vsphere.etcd_count >= 0")
+        for version, release in self.eksd_releases.items():
+            if not re.fullmatch(r"kubernetes-\d+-\d+-eks-\d+", release):
+                raise ConfigError(
+                    f"vsphere.eksd_releases.{version} must look like kubernetes-1-31-eks-8, got {release!r}"
+                )
+        for role in ("control_plane_machine", "etcd_machine", "worker_machine"):
+            getattr(self, role).validate(f"vsphere.{role}")
+
+
+OvmsUse = Literal["batch", "realtime"]
+EksaModelDelivery = Literal["secret-sync", "baked"]
+OvmsLogLevel = Literal["INFO", "WARNING", "ERROR"]
+
+
+@dataclass(frozen=True)
+class OvmsTuning:
+    """OpenVINO settings of one use, named as OVMS names them (0 = derived from the hint)."""
+
+    performance_hint: PerformanceHint
+    num_streams: int = 0
+    inference_threads: int = 0
+    nireq: int = 0
+
+    def validate(self, key: str) -> None:
+        for name in ("num_streams", "inference_threads", "nireq"):
+            _non_negative(f"{key}.{name}", getattr(self, name))
+
+
+@dataclass(frozen=True)
+class OvmsConfig:
+    """OpenVINO Model Server on Kubernetes (EKS and EKS Anywhere): one Deployment per node pool."""
+
+    # Which tuning the Deployments serve with: batch (THROUGHPUT) or realtime (LATENCY).
+    use: OvmsUse = "batch"
+    batch: OvmsTuning = field(default_factory=lambda: OvmsTuning(performance_hint="THROUGHPUT"))
+    realtime: OvmsTuning = field(default_factory=lambda: OvmsTuning(performance_hint="LATENCY", nireq=1))
+    image: str = "openvino/model_server:2025.4"
+    # The init container that syncs the models bucket into the pod (pod identity / IRSA / Secret).
+    sync_image: str = "public.ecr.aws/aws-cli/aws-cli:2.27.50"
+    grpc_port: int = 9000
+    rest_port: int = 8000
+    # Whole CPUs, requests == limits (Guaranteed QoS, static CPU manager pinning).
+    cpus: int = 1
+    memory_mib: int = 1536
+    replicas: int = 1
+    # Models are immutable per rollout (a new version means a new pod), so polling is rare.
+    file_system_poll_wait_seconds: int = 0
+    log_level: OvmsLogLevel = "INFO"
+    # 0 = no HorizontalPodAutoscaler; otherwise scale replicas..hpa_max_replicas on CPU.
+    hpa_max_replicas: int = 0
+    hpa_cpu_utilization: int = 80
+    # EKS Anywhere: sync with keys from a Secret, or serve an image with the models baked in.
+    eksa_model_delivery: EksaModelDelivery = "secret-sync"
+    eksa_credentials_secret: str = "models-s3-credentials"
+
+    def tuning(self) -> OvmsTuning:
+        return self.batch if self.use == "batch" else self.realtime
+
+    def validate(self) -> None:
+        self.batch.validate("ovms.batch")
+        self.realtime.validate("ovms.realtime")
+        for name in ("image", "sync_image"):
+            _check_image_ref(f"ovms.{name}", getattr(self, name))
+        for name in ("grpc_port", "rest_port"):
+            if not 1024 <= getattr(self, name) <= 65535:
+                raise ConfigError(
+                    f"ovms.{name} must be an unprivileged port (1024-65535), got {getattr(self, name)}"
+                )
+        if self.grpc_port == self.rest_port:
+            raise ConfigError("ovms.grpc_port and ovms.rest_port must differ")
+        for name in ("cpus", "memory_mib", "replicas"):
+            _positive(f"ovms.{name}", getattr(self, name))
+        _non_negative("ovms.file_system_poll_wait_seconds", self.file_system_poll_wait_seconds)
+        if self.hpa_max_replicas and self.hpa_max_replicas < self.replicas:
+            raise ConfigError(
+                f"ovms.hpa_max_replicas must be 0 (off) or >= ovms.replicas, got {self.hpa_max_replicas}"
+            )
+        if not 1 <= self.hpa_cpu_utilization <= 100:
+            raise ConfigError(f"ovms.hpa_cpu_utilization must be 1-100, got {self.hpa_cpu_utilization}")
+        if not _is_dns_label(self.eksa_credentials_secret):
+            raise ConfigError(
+                f"ovms.eksa_credentials_secret must be a DNS label, got {self.eksa_credentials_secret!r}"
+            )
+
+
+@dataclass(frozen=True)
+class ImagesConfig:
+    """Container images (images/): registry, tags, pinned bases, and the DL1 training run."""
+
+    # "" = the account's ECR registry for --target aws; e.g. registry.example.com/bmc on-prem.
+    registry: str = ""
+    tag: str = "0.1.0"
+    extra_tags: tuple[str, ...] = ()
+    platform: str = "linux/amd64"
+    # Habana publishes SynapseAI 1.14.0 only under this release path with the tag "latest";
+    # pin it immutably with "...@sha256:<digest>" (docker buildx imagetools inspect shows it).
+    gaudi_base: str = (
+        "vault.habana.ai/gaudi-docker/1.14.0/ubuntu22.04/habanalabs/tensorflow-installer-tf-cpu-2.15.0:latest"
+    )
+    cpu_base: str = "python:3.11.11-slim-bookworm"
+    # DL1 training through SSM: the instance (id, or "" = the running one tagged Name=<prefix>-dl1),
+    # the bucket for datasets and runs, the Gaudi cards to use.
+    dl1_instance_id: str = ""
+    dl1_bucket: str = ""
+    dl1_cards: int = 8
+    dl1_poll_seconds: float = 15.0
+    dl1_timeout_hours: float = 12.0
+
+    def validate(self) -> None:
+        if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", self.tag) or self.tag == "latest":
+            raise ConfigError(f"images.tag must be a Docker tag other than 'latest', got {self.tag!r}")
+        for tag in self.extra_tags:
+            if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", tag):
+                raise ConfigError(f"images.extra_tags has an invalid Docker tag {tag!r}")
+        if self.registry and (self.registry.endswith("/") or "://" in self.registry):
+            raise ConfigError(
+                f"images.registry must be host[/path] without scheme or trailing '/', got {self.registry!r}"
+            )
+        _check_image_ref("images.cpu_base", self.cpu_base)
+        if "/" not in self.gaudi_base or (
+            "@sha256:" not in self.gaudi_base and ":" not in self.gaudi_base.rsplit("/", 1)[-1]
+        ):
+            raise ConfigError(
+                f"images.gaudi_base must be a tagged or digest-pinned image, got {self.gaudi_base!r}"
+            )
+        if self.dl1_instance_id and not re.fullmatch(r"i-[0-9a-f]{8,17}", self.dl1_instance_id):
+            raise ConfigError(
+                f"images.dl1_instance_id must look like i-0123456789abcdef0, got {self.dl1_instance_id!r}"
+            )
+        if self.dl1_bucket and not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", self.dl1_bucket):
+            raise ConfigError(f"images.dl1_bucket must be an S3 bucket name, got {self.dl1_bucket!r}")
+        if not 1 <= self.dl1_cards <= 8:
+            raise ConfigError(
+                f"images.dl1_cards must be 1-8 (a dl1.24xlarge has 8 Gaudi cards), got {self.dl1_cards}"
+            )
+        if not self.dl1_poll_seconds > 0 or not self.dl1_timeout_hours > 0:
+            raise ConfigError("images.dl1_poll_seconds and images.dl1_timeout_hours must be > 0")
+
+
+def _check_image_ref(key: str, ref: str) -> None:
+    """A container image pinned by tag (not 'latest') or digest."""
+    name, _, tag = ref.rpartition(":") if "@" not in ref else (ref, "", "digest")
+    if not ref or not name or "/" in tag or not tag or tag == "latest" or " " in ref:
+        raise ConfigError(
+            f"{key} must be an image pinned by a tag other than 'latest' or a digest, got {ref!r}"
+        )
 
 
 @dataclass(frozen=True)
@@ -201,6 +592,11 @@ class ToolkitConfig:
     optimize: OptimizeConfig = field(default_factory=OptimizeConfig)
     serving: ServingConfig = field(default_factory=ServingConfig)
     bench: BenchConfig = field(default_factory=BenchConfig)
+    kubernetes: KubernetesConfig = field(default_factory=KubernetesConfig)
+    aws: AwsConfig = field(default_factory=AwsConfig)
+    vsphere: VsphereConfig = field(default_factory=VsphereConfig)
+    ovms: OvmsConfig = field(default_factory=OvmsConfig)
+    images: ImagesConfig = field(default_factory=ImagesConfig)
 
     def validate(self) -> None:
         if not self.artifacts_dir:
@@ -210,6 +606,11 @@ class ToolkitConfig:
         self.optimize.validate()
         self.serving.validate()
         self.bench.validate()
+        self.kubernetes.validate()
+        self.aws.validate()
+        self.vsphere.validate()
+        self.ovms.validate()
+        self.images.validate()
 
     @property
     def paths(self) -> ArtifactPaths:
@@ -286,6 +687,14 @@ def _build(cls: type, mapping: Mapping[str, Any], prefix: str) -> Any:
         raise ConfigError(
             f"unknown configuration key {prefix}{unknown[0]} (known: {', '.join(sorted(names))})"
         )
+    required = [
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+    missing = [name for name in required if name not in mapping]
+    if missing:
+        raise ConfigError(f"missing configuration key {prefix}{missing[0]}")
     values = {}
     for name in names & set(mapping):
         values[name] = _coerce(hints[name], mapping[name], f"{prefix}{name}")
@@ -350,6 +759,10 @@ def _positive(key: str, value: int) -> None:
 def _non_negative(key: str, value: int) -> None:
     if value < 0:
         raise ConfigError(f"{key} must be >= 0, got {value}")
+
+
+def _is_dns_label(value: str) -> bool:
+    return bool(re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", value))
 
 
 def _to_plain(value: Any) -> Any:

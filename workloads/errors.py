@@ -19,3 +19,15 @@ class TrainingError(ToolkitError):
 
 class OptimizationError(ToolkitError):
     """Conversion, quantization or publication of a model failed."""
+
+
+class BenchError(ToolkitError):
+    """A benchmark cannot run, or its figures cannot be trusted (errors, wrong answers)."""
+
+
+class ServingError(ToolkitError):
+    """The model server cannot start, stop or serve."""
+
+
+class DeployError(ToolkitError):
+    """Deploying infrastructure or workloads failed."""

@@ -14,10 +14,10 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
-from workloads.data.atomic import atomic_write_text
 from workloads.data.layout import DATASET_DIRNAME, locate_dataset
 from workloads.data.progress import Progress, print_progress
 from workloads.errors import DatasetError
+from workloads.files import atomic_write_text
 
 DOWNLOAD_STAMP = ".download.json"
 _FALLBACK = "or use --source local --path DIR"

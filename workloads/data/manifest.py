@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from workloads.classes import CLASS_CODES, CLASS_MEANINGS
-from workloads.data.atomic import atomic_write_text
 from workloads.data.layout import ExcludedFile
 from workloads.errors import DatasetError
+from workloads.files import atomic_write_text
 
 SCHEMA_VERSION = 1
 SPLITS = ("train", "val", "test")

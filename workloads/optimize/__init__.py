@@ -1,6 +1,5 @@
-"""Model optimization (`invoke optimize`): OpenVINO FP32/FP16/INT8 IRs, checks, OVMS publication."""
+"""Model optimization (`invoke optimize`): OpenVINO FP32/FP16/INT8 IRs, checks, OVMS publication.
 
-from workloads.optimize.pipeline import OptimizeResult, VariantResult, latest_run, run_optimize
-from workloads.optimize.repository import PublishedModel, publish
-
-__all__ = ["OptimizeResult", "PublishedModel", "VariantResult", "latest_run", "publish", "run_optimize"]
+Import the submodules directly; the package stays light so the model server can use
+`workloads.optimize.repository` without loading NNCF.
+"""

@@ -27,10 +27,10 @@ import openvino as ov
 from workloads.classes import CLASS_CODES
 from workloads.config import OptimizeConfig, ToolkitConfig
 from workloads.errors import OptimizationError
+from workloads.files import write_json_atomic
 from workloads.images import load_batch
 from workloads.optimize.convert import IR_BIN, convert_saved_model, save_ir
 from workloads.optimize.evaluate import Predictor, evaluate_variants, openvino_predictor, tensorflow_predictor
-from workloads.optimize.files import write_json_atomic
 from workloads.optimize.parity import ParityResult, check_parity
 from workloads.optimize.quantize import PRESET_NAME, Int8Budget, check_int8_budget, quantize_int8
 from workloads.optimize.repository import PublishedModel, publish

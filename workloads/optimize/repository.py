@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from workloads.errors import OptimizationError
+from workloads.files import sha256_file, write_json_atomic
 from workloads.optimize.convert import IR_BIN, IR_XML
-from workloads.optimize.files import sha256_file, write_json_atomic
 
 CONFIG_FILE = "config.json"
 MODEL_CARD_FILE = "model_card.json"

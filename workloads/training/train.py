@@ -27,6 +27,7 @@ import numpy as np
 from workloads.classes import CLASS_CODES, NUM_CLASSES
 from workloads.config import ToolkitConfig, TrainConfig, load_config
 from workloads.errors import ToolkitError, TrainingError
+from workloads.files import write_json_atomic
 from workloads.metrics import classification_metrics
 from workloads.training import dataset as datasets
 from workloads.training.devices import configure_cpu_threads_env, select_device
@@ -343,9 +344,7 @@ def _epoch_progress(
 
 
 def _write_json(path: Path, payload: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=_json_default))
-    tmp.replace(path)
+    write_json_atomic(path, payload, default=_json_default)
 
 
 def _json_default(value: Any) -> Any:

@@ -1,11 +1,14 @@
-"""Atomic file and directory writes: write a temporary sibling, then rename it into place."""
+"""File helpers every stage uses: atomic writes (temporary sibling, then rename) and content hashes."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 import uuid
 from pathlib import Path
+from typing import Any
 
 
 def temporary_sibling(path: Path, tag: str) -> Path:
@@ -47,3 +50,16 @@ def replace_directory(built: Path, target: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
     else:
         built.rename(target)
+
+
+def write_json_atomic(path: Path, payload: Any, *, default: Any = None) -> Path:
+    """Write ``payload`` as indented JSON, atomically (see :func:`atomic_write_text`)."""
+    return atomic_write_text(path, json.dumps(payload, indent=2, default=default) + "\n")
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,241 @@
+"""Client logic without a server: retries, the input check, runtime detection, in-process OpenVINO."""
+
+import io
+import threading
+from pathlib import Path
+
+import grpc
+import numpy as np
+import openvino as ov
+import openvino.opset13 as ops
+import pytest
+from PIL import Image
+
+from workloads.bench.clients import (
+    BadRequest,
+    GrpcClient,
+    ModelMetadata,
+    ModelMissing,
+    NotReady,
+    OpenVinoClient,
+    RequestTimeout,
+    RetryPolicy,
+    TensorSpec,
+    Unreachable,
+    check_input,
+    is_loopback,
+    with_retries,
+)
+from workloads.bench.run import detect_runtime
+from workloads.errors import BenchError
+
+S = 16
+FAST = RetryPolicy(
+    connect_attempts=3, backoff_seconds=0.1, max_backoff_seconds=0.3, ready_deadline_seconds=1.0
+)
+
+
+def tiny_ir(directory: Path, size: int = S, weights: np.ndarray | None = None) -> Path:
+    """image [-1,S,S,3] → mean colour → linear → softmax: probabilities [-1,21] that depend on the input."""
+    if weights is None:
+        weights = np.random.default_rng(0).normal(0, 0.05, (3, 21)).astype(np.float32)
+    image = ops.parameter([-1, size, size, 3], np.float32, name="image")
+    colour = ops.reduce_mean(image, ops.constant(np.array([1, 2], np.int64)), keep_dims=False)
+    probabilities = ops.softmax(ops.matmul(colour, ops.constant(weights), False, False), 1)
+    model = ov.Model([probabilities], [image], "tiny")
+    model.output(0).get_tensor().set_names({"probabilities"})
+    directory.mkdir(parents=True, exist_ok=True)
+    ov.save_model(model, str(directory / "model.xml"))
+    return directory / "model.xml"
+
+
+class Script:
+    """A call that raises the scripted exceptions in turn, then returns "ok"."""
+
+    def __init__(self, *outcomes: Exception):
+        self.outcomes = list(outcomes)
+        self.calls = 0
+
+    def __call__(self) -> str:
+        self.calls += 1
+        if self.outcomes:
+            raise self.outcomes.pop(0)
+        return "ok"
+
+
+def test_retries_while_not_ready_with_growing_backoff():
+    sleeps: list[float] = []
+    call = Script(NotReady("loading"), NotReady("loading"), NotReady("loading"))
+    assert with_retries(call, FAST, sleep=sleeps.append) == "ok"
+    assert call.calls == 4
+    assert sleeps == [0.1, 0.2, 0.3]  # doubled, capped at max_backoff_seconds
+
+
+def test_not_ready_past_the_deadline_gives_up_in_one_line():
+    policy = RetryPolicy(backoff_seconds=0.05, max_backoff_seconds=0.05, ready_deadline_seconds=0.3)
+    call = Script(*[NotReady("model m is not ready (HTTP 503)") for _ in range(1000)])
+    with pytest.raises(NotReady, match=r"HTTP 503\); still not ready after 0\.\d s") as err:
+        with_retries(call, policy)
+    assert 4 <= call.calls <= 8
+    assert "\n" not in str(err.value)
+
+
+def test_unreachable_is_retried_a_bounded_number_of_times():
+    sleeps: list[float] = []
+    call = Script(*[Unreachable("http://127.0.0.1:9", "connection refused") for _ in range(10)])
+    with pytest.raises(Unreachable) as err:
+        with_retries(call, FAST, sleep=sleeps.append)
+    assert call.calls == 3 and len(sleeps) == 2
+    assert str(err.value) == (
+        "cannot reach http://127.0.0.1:9 after 3 tries: connection refused "
+        "(is the server up? `invoke up --target local`)"
+    )
+
+
+def test_bad_request_is_not_retried():
+    sleeps: list[float] = []
+    call = Script(BadRequest("HTTP 400: wrong shape"))
+    with pytest.raises(BadRequest, match="wrong shape"):
+        with_retries(call, FAST, sleep=sleeps.append)
+    assert call.calls == 1 and sleeps == []
+
+
+def metadata(shape, datatype="FP32", name="image") -> ModelMetadata:
+    return ModelMetadata("bone-marrow-int8", ("3",), "OpenVINO", (TensorSpec(name, datatype, tuple(shape)),))
+
+
+def test_input_check_accepts_the_models_contract():
+    check_input(metadata([-1, 64, 64, 3]), 64, "tensor", 16)
+    check_input(metadata([16, 64, 64, 3]), 64, "tensor", 16)
+    check_input(metadata([-1, 64, 64, 3]), 64, "jpeg", 16)  # the server decodes
+    check_input(metadata([-1], "BYTES"), 64, "jpeg", 1)
+    assert metadata([-1, 64, 64, 3]).latest_version == 3
+
+
+def test_input_check_names_expected_and_given_shape():
+    with pytest.raises(BenchError) as err:
+        check_input(metadata([-1, 224, 224, 3]), 64, "tensor", 16)
+    message = str(err.value)
+    assert "expects 'image' FP32 [-1, 224, 224, 3]" in message
+    assert "would send FP32 [16, 64, 64, 3]" in message
+    assert "\n" not in message
+    with pytest.raises(BenchError, match="FP32 \\[8, 64, 64, 3\\]"):
+        check_input(metadata([8, 64, 64, 3]), 64, "tensor", 1)  # a fixed batch of 8 cannot take 1
+    with pytest.raises(BenchError, match="has inputs \\['pixels'\\]"):
+        check_input(metadata([-1, 64, 64, 3], name="pixels"), 64, "tensor", 16)
+    with pytest.raises(BenchError, match="UINT8"):
+        check_input(metadata([-1, 64, 64, 3], "UINT8"), 64, "tensor", 16)
+    with pytest.raises(BenchError, match="cannot take encoded images"):
+        check_input(metadata([-1, 21], "FP32"), 64, "jpeg", 16)
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "loopback"),
+    [
+        ("http://127.0.0.1:8000", True),
+        ("127.0.0.1:8001", True),
+        ("localhost:8001", True),
+        ("http://[::1]:8000", True),
+        ("grpc.example.com:443", False),
+        ("https://10.0.0.5:8443", False),
+    ],
+)
+def test_loopback_endpoints(endpoint, loopback):
+    assert is_loopback(endpoint) is loopback
+
+
+def test_a_grpc_client_given_an_http_url_says_so():
+    with pytest.raises(BenchError, match=r"is an HTTP URL but bench\.protocol is grpc"):
+        GrpcClient("http://127.0.0.1:8000", "m", timeout_seconds=1)
+
+
+class FakeRpcError(grpc.RpcError):
+    def __init__(self, code: grpc.StatusCode, details: str):
+        self._code, self._details = code, details
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def details(self) -> str:
+        return self._details
+
+
+@pytest.mark.parametrize(
+    ("code", "details", "expected"),
+    [
+        (
+            grpc.StatusCode.UNAVAILABLE,
+            "failed to connect to all addresses; last error: ECONNREFUSED",
+            Unreachable,
+        ),
+        (grpc.StatusCode.UNAVAILABLE, "DNS resolution failed for nowhere:1", Unreachable),
+        (grpc.StatusCode.UNAVAILABLE, "Model with name m is not ready.", NotReady),
+        (grpc.StatusCode.INVALID_ARGUMENT, "input 'image' must have shape [N, 64, 64, 3]", BadRequest),
+        (grpc.StatusCode.NOT_FOUND, "Model with name m does not exist.", ModelMissing),
+        (grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded", RequestTimeout),
+        (grpc.StatusCode.INTERNAL, "boom", BenchError),
+    ],
+)
+def test_grpc_status_codes_map_to_bench_errors(code, details, expected):
+    client = GrpcClient("127.0.0.1:1", "m", timeout_seconds=1, known_models=("a", "b"))
+    try:
+        error = client._error(FakeRpcError(code, details))
+    finally:
+        client.close()
+    assert type(error) is expected
+    if expected is ModelMissing:
+        assert "(it serves: a, b)" in str(error)
+    if expected is BenchError:
+        assert str(error) == "gRPC INTERNAL from 127.0.0.1:1: boom"
+
+
+def test_runtime_detection_from_server_metadata():
+    assert detect_runtime("OpenVINO Model Server", "") == "ovms"
+    assert detect_runtime("kserve", "OpenVINO") == "kserve-openvino"
+    assert detect_runtime("kserve", "tensorflow") == "kserve-v2"
+    assert detect_runtime("triton", "") == "kserve-v2"
+
+
+@pytest.fixture(scope="module")
+def openvino_client(tmp_path_factory):
+    xml = tiny_ir(tmp_path_factory.mktemp("ir"))
+    return OpenVinoClient(xml, model="tiny", image_size=S, compile_config={"PERFORMANCE_HINT": "THROUGHPUT"})
+
+
+def test_openvino_client_answers_probabilities_and_jpeg_equals_decoded_tensor(openvino_client):
+    rng = np.random.default_rng(3)
+    pixels = rng.integers(0, 256, (2, S, S, 3), dtype=np.uint8)
+    files = []
+    for image in pixels:
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(buffer, format="PNG")  # lossless: decoding gives the same pixels
+        files.append(buffer.getvalue())
+    from_tensor = openvino_client.infer(pixels.astype(np.float32))
+    from_files = openvino_client.infer(files)
+    assert from_tensor.shape == (2, 21)
+    np.testing.assert_allclose(from_tensor.sum(axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_array_equal(from_files, from_tensor)
+    assert openvino_client.model_metadata().inputs[0].shape == (-1, S, S, 3)
+
+
+def test_openvino_client_is_safe_to_call_from_many_threads(openvino_client):
+    batches = [np.full((1, S, S, 3), float(i), np.float32) for i in range(8)]
+    expected = [openvino_client.infer(b) for b in batches]
+    results: dict[int, np.ndarray] = {}
+
+    def work(i: int) -> None:
+        for _ in range(20):
+            results[i] = openvino_client.infer(batches[i])
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i in range(8):
+        np.testing.assert_array_equal(results[i], expected[i])
+
+
+def test_openvino_client_wrong_shape_is_a_bad_request(openvino_client):
+    with pytest.raises(BadRequest, match="OpenVINO rejected a batch of shape \\(1, 8, 8, 3\\)"):
+        openvino_client.infer(np.zeros((1, 8, 8, 3), np.float32))

@@ -1,0 +1,99 @@
+"""OpenVINOModel in-process: what it loads, reports and how it spreads requests over infer requests."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import numpy as np
+import openvino as ov
+import pytest
+from kserve.errors import InvalidInput
+from kserve.protocol.infer_type import InferInput, InferRequest
+
+from workloads.classes import CLASS_CODES
+from workloads.errors import ServingError
+from workloads.serving.model import OpenVINOModel, RuntimeSettings
+from workloads.serving.repository import find_model
+
+pytestmark = pytest.mark.slow
+
+S = 64
+
+
+@pytest.fixture(scope="module")
+def served(served_repository):
+    return find_model(served_repository / "models", "bone-marrow", "int8")
+
+
+def request_for(batch: np.ndarray) -> InferRequest:
+    tensor = InferInput("image", list(batch.shape), "FP32", data=batch)
+    return InferRequest("bone-marrow-int8", [tensor])
+
+
+def test_model_reports_its_tensors_and_settings(served):
+    model = OpenVINOModel(served, RuntimeSettings("LATENCY", num_streams=1, inference_threads=1, nireq=3))
+    try:
+        assert model.load() and model.ready
+        assert model.name == "bone-marrow-int8"
+        assert model.get_input_types() == [{"name": "image", "datatype": "FP32", "shape": [-1, S, S, 3]}]
+        assert model.get_output_types() == [
+            {"name": "probabilities", "datatype": "FP32", "shape": [-1, len(CLASS_CODES)]}
+        ]
+        assert model.runtime_properties() == {
+            "performance_hint": "LATENCY",
+            "num_streams": 1,
+            "inference_threads": 1,
+            "nireq": 3,
+        }
+    finally:
+        model.stop()
+    assert not model.ready
+
+
+def test_concurrent_requests_run_on_nireq_infer_requests(served):
+    model = OpenVINOModel(served, RuntimeSettings("THROUGHPUT"))
+    model.load()
+    reference = ov.Core().compile_model(served.xml, "CPU")
+    optimal = model.nireq
+    assert optimal >= 1
+    batches = [np.random.default_rng(i).uniform(0, 255, (2, S, S, 3)).astype(np.float32) for i in range(12)]
+
+    async def run_all():
+        return await asyncio.gather(*(model.predict(request_for(b)) for b in batches))
+
+    try:
+        responses = asyncio.run(run_all())
+        for batch, response in zip(batches, responses, strict=True):
+            (output,) = response.outputs
+            assert output.name == "probabilities" and output.shape == [2, len(CLASS_CODES)]
+            np.testing.assert_allclose(output.as_numpy(), reference(batch)[0], atol=1e-5, rtol=0)
+        workers = [t for t in threading.enumerate() if t.name.startswith("infer-int8")]
+        assert 1 <= len(workers) <= optimal
+    finally:
+        model.stop()
+
+
+def test_wrong_datatype_and_v1_payloads_are_invalid_input(served):
+    model = OpenVINOModel(served, RuntimeSettings())
+    model.load()
+    try:
+        ints = InferInput("image", [1, S, S, 3], "INT32", data=np.zeros((1, S, S, 3), np.int32))
+        with pytest.raises(InvalidInput, match="must be FP32"):
+            asyncio.run(model.predict(InferRequest("bone-marrow-int8", [ints])))
+        with pytest.raises(InvalidInput, match="V2 protocol"):
+            asyncio.run(model.predict({"instances": [[1.0]]}))
+    finally:
+        model.stop()
+
+
+def test_an_unreadable_ir_is_a_serving_error(served, tmp_path):
+    broken = tmp_path / "bone-marrow-int8" / "1"
+    broken.mkdir(parents=True)
+    for name in ("model.bin", "model_card.json"):
+        (broken / name).write_bytes((served.directory / name).read_bytes())
+    (broken / "model.xml").write_text("<net>")
+    model = OpenVINOModel(find_model(tmp_path, "bone-marrow", "int8"), RuntimeSettings())
+    with pytest.raises(ServingError, match="OpenVINO cannot load") as error:
+        model.load()
+    assert "\n" not in str(error.value)

@@ -1,0 +1,607 @@
+"""Inference clients with one interface: REST and gRPC (KServe v2, binary), in-process OpenVINO and TF.
+
+``prepare(batch)`` encodes a batch once (the load generator re-sends prepared requests, so
+the client's own encoding never limits the server); ``send(prepared)`` runs it and returns
+(N, classes) probabilities; ``infer(batch)`` does both. A batch is an (N, S, S, 3) float32
+array (input_format "tensor") or a list of encoded image files (input_format "jpeg").
+
+Server errors become one-line :class:`BenchError` subclasses; control calls (metadata,
+readiness, known-answer checks) go through :func:`with_retries`, measured requests do not:
+there an error is counted and fails the repetition.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import ipaddress
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from workloads.bench.payloads import (
+    INPUT_NAME,
+    OUTPUT_NAME,
+    Batch,
+    decode_grpc_response,
+    decode_rest_response,
+    encode_grpc_request,
+    encode_rest_request,
+    tensor_payload,
+)
+from workloads.errors import BenchError
+from workloads.images import load_image
+
+T = TypeVar("T")
+UP_HINT = "is the server up? `invoke up --target local`"  # the default target; clients may name another
+
+
+# --- errors and retries -----------------------------------------------------------------------
+
+
+class Unreachable(BenchError):
+    """No connection to the endpoint (refused, reset, unknown host)."""
+
+    def __init__(self, where: str, reason: str, attempts: int = 1, hint: str = UP_HINT):
+        self.where, self.reason, self.attempts, self.hint = where, reason, attempts, hint
+        tries = f" after {attempts} tries" if attempts > 1 else ""
+        super().__init__(f"cannot reach {where}{tries}: {reason} ({hint})")
+
+
+class NotReady(BenchError):
+    """HTTP 503 / gRPC UNAVAILABLE from a live server: the model is still loading."""
+
+
+class BadRequest(BenchError):
+    """HTTP 400 / gRPC INVALID_ARGUMENT: retrying cannot help."""
+
+
+class ModelMissing(BenchError):
+    """HTTP 404 / gRPC NOT_FOUND for the model."""
+
+
+class RequestTimeout(BenchError):
+    """No answer within bench.request_timeout_seconds."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Bounded retries for control calls: a few tries when unreachable, a deadline while not ready."""
+
+    connect_attempts: int = 3
+    backoff_seconds: float = 0.25  # doubled after every try, up to max_backoff_seconds
+    max_backoff_seconds: float = 2.0
+    ready_deadline_seconds: float = 60.0
+
+
+DEFAULT_RETRY = RetryPolicy()
+
+
+def with_retries(
+    call: Callable[[], T], policy: RetryPolicy, *, sleep: Callable[[float], None] = time.sleep
+) -> T:
+    """Run ``call``; retry :class:`Unreachable` ``connect_attempts`` times and :class:`NotReady`
+    until ``ready_deadline_seconds``; everything else (400, 404, timeouts) fails at once."""
+    start = time.monotonic()
+    delay = policy.backoff_seconds
+    attempts = 0
+    while True:
+        attempts += 1
+        try:
+            return call()
+        except Unreachable as exc:
+            if attempts >= policy.connect_attempts:
+                raise Unreachable(exc.where, exc.reason, attempts, exc.hint) from None
+        except NotReady as exc:
+            waited = time.monotonic() - start
+            if waited + delay > policy.ready_deadline_seconds:
+                raise NotReady(f"{exc}; still not ready after {waited:.1f} s and {attempts} tries") from None
+        sleep(delay)
+        delay = min(delay * 2, policy.max_backoff_seconds)
+
+
+def is_loopback(endpoint: str) -> bool:
+    """Whether a URL or host:port names this machine (localhost, 127.0.0.0/8, ::1)."""
+    host = urlsplit(endpoint if "://" in endpoint else f"//{endpoint}").hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+# --- model metadata ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    datatype: str
+    shape: tuple[int, ...]  # -1 for a variable dimension
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    name: str
+    versions: tuple[str, ...] = ()
+    platform: str = ""
+    inputs: tuple[TensorSpec, ...] = ()
+    outputs: tuple[TensorSpec, ...] = ()
+
+    @property
+    def latest_version(self) -> int | None:
+        numeric = [int(v) for v in self.versions if str(v).isdigit()]
+        return max(numeric) if numeric else None
+
+
+@dataclass(frozen=True)
+class ServerMetadata:
+    name: str
+    version: str
+
+    def describe(self) -> str:
+        return f"{self.name} {self.version}".strip()
+
+
+def _shape_matches(declared: Sequence[int], given: Sequence[int]) -> bool:
+    return len(declared) == len(given) and all(d in (-1, g) for d, g in zip(declared, given, strict=True))
+
+
+def check_input(metadata: ModelMetadata, image_size: int, input_format: str, batch_size: int) -> None:
+    """The served model must take what the bench sends: ``image`` FP32 [N,S,S,3] (or encoded images)."""
+    by_name = {spec.name: spec for spec in metadata.inputs}
+    spec = by_name.get(INPUT_NAME)
+    if spec is None:
+        raise BenchError(
+            f"model {metadata.name} has inputs {sorted(by_name)}, not '{INPUT_NAME}'; "
+            "it is not a model this toolkit published"
+        )
+    given = f"FP32 [{batch_size}, {image_size}, {image_size}, 3]"
+    declared = f"{spec.datatype} {list(spec.shape)}"
+    if input_format == "jpeg":
+        # Servers that decode images keep declaring the decoded tensor (OVMS) or declare BYTES [-1].
+        if spec.datatype == "BYTES" or (len(spec.shape) == 4 and spec.shape[-1] in (-1, 3)):
+            return
+        raise BenchError(
+            f"model {metadata.name} input '{INPUT_NAME}' is {declared}; it cannot take encoded images "
+            "(bench.input_format jpeg) — use bench.input_format tensor"
+        )
+    if spec.datatype != "FP32" or not _shape_matches(spec.shape, (batch_size, image_size, image_size, 3)):
+        raise BenchError(
+            f"wrong input shape: model {metadata.name} expects '{INPUT_NAME}' {declared}, "
+            f"the bench would send {given} (image_size {image_size} from the model card) — the server "
+            "serves another model than this repository's; restart it (`invoke up --target local`) "
+            "or bench the matching model"
+        )
+
+
+class _Pool(Generic[T]):
+    """Reusable per-request resources (connections, infer requests), created on demand.
+
+    Borrowed per call rather than bound to a thread, so they outlive the load generator's
+    threads: a repetition's first requests do not pay for new connections.
+    """
+
+    def __init__(self, create: Callable[[], T]):
+        self._create = create
+        self._free: list[T] = []
+        self._all: list[T] = []
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def borrow(self) -> Iterator[T]:
+        with self._lock:
+            item = self._free.pop() if self._free else None
+        if item is None:
+            item = self._create()
+            with self._lock:
+                self._all.append(item)
+        try:
+            yield item
+        finally:
+            with self._lock:
+                self._free.append(item)
+
+    def drain(self) -> list[T]:
+        with self._lock:
+            items, self._all, self._free = self._all, [], []
+        return items
+
+
+# --- the interface ----------------------------------------------------------------------------
+
+
+def decode_images(items: Sequence[bytes], image_size: int) -> np.ndarray:
+    """Encoded image files → (N, S, S, 3) float32, exactly as workloads.images decodes files."""
+    return np.stack([load_image(io.BytesIO(item), image_size) for item in items])  # type: ignore[arg-type]
+
+
+class InferenceClient(ABC):
+    kind: str  # "rest", "grpc", "openvino", "tensorflow"
+    model: str
+
+    @abstractmethod
+    def prepare(self, batch: Batch) -> Any: ...
+
+    @abstractmethod
+    def send(self, prepared: Any) -> np.ndarray: ...
+
+    def infer(self, batch: Batch) -> np.ndarray:
+        return self.send(self.prepare(batch))
+
+    @abstractmethod
+    def model_metadata(self) -> ModelMetadata: ...
+
+    def server_metadata(self) -> ServerMetadata | None:
+        return None
+
+    def wait_until_ready(self) -> None:  # noqa: B027 - in-process runtimes are ready once built
+        """Return once the model answers requests (servers: bounded retries while it loads)."""
+
+    def close(self) -> None:  # noqa: B027 - in-process runtimes hold nothing to release
+        """Release connections."""
+
+
+# --- REST -------------------------------------------------------------------------------------
+
+
+class RestClient(InferenceClient):
+    """KServe v2 REST with the binary tensor extension; one keep-alive connection per thread."""
+
+    kind = "rest"
+
+    def __init__(
+        self,
+        url: str,
+        model: str,
+        *,
+        timeout_seconds: float,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        known_models: Sequence[str] = (),
+        up_hint: str = UP_HINT,
+    ):
+        import httpx
+
+        self._httpx = httpx
+        self.url = url.rstrip("/") if "://" in url else f"http://{url.rstrip('/')}"
+        self.model = model
+        self.timeout_seconds = timeout_seconds
+        self.retry = retry
+        self.known_models = tuple(known_models)
+        self.up_hint = up_hint
+        # One keep-alive connection per client; concurrent requests borrow different clients.
+        # Proxy settings from the environment must not reroute calls to this machine.
+        trust_env = not is_loopback(self.url)
+        self._sessions = _Pool(
+            lambda: httpx.Client(
+                timeout=timeout_seconds,
+                limits=httpx.Limits(max_keepalive_connections=1),
+                trust_env=trust_env,
+            )
+        )
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        httpx = self._httpx
+        try:
+            with self._sessions.borrow() as session:
+                response = session.request(method, self.url + path, **kwargs)
+        except httpx.TimeoutException:
+            raise RequestTimeout(
+                f"{method} {self.url}{path} got no answer within {self.timeout_seconds:g} s "
+                "(bench.request_timeout_seconds)"
+            ) from None
+        except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+            raise Unreachable(
+                self.url, _one_line(str(exc) or type(exc).__name__), hint=self.up_hint
+            ) from None
+        except httpx.HTTPError as exc:
+            raise BenchError(f"{method} {self.url}{path} failed: {_one_line(str(exc))}") from None
+        if response.status_code >= 300:
+            self._raise_for_status(response, path)
+        return response
+
+    def _raise_for_status(self, response: Any, path: str) -> None:
+        code = response.status_code
+        message = _server_message(response)
+        where = f"{self.url}{path}"
+        if code == 400:
+            raise BadRequest(f"{self.model} rejected the request (HTTP 400 from {where}): {message}")
+        if code == 404:
+            raise ModelMissing(model_missing_message(self.model, self.url, self.list_models()))
+        if code == 503:
+            raise NotReady(f"{self.model} is not ready (HTTP 503 from {where}): {message}")
+        raise BenchError(f"HTTP {code} from {where}: {message}")
+
+    def list_models(self) -> list[str] | None:
+        """Model names the server has: KServe's GET /v2/models, OVMS's GET /v1/config, else the known ones."""
+        for path, pick in (("/v2/models", lambda d: d.get("models")), ("/v1/config", lambda d: list(d))):
+            try:
+                with self._sessions.borrow() as session:
+                    response = session.get(self.url + path)
+                if response.status_code == 200:
+                    names = pick(response.json())
+                    if isinstance(names, list):
+                        return sorted(str(n) for n in names)
+            except (self._httpx.HTTPError, ValueError, AttributeError):
+                continue
+        return list(self.known_models) or None
+
+    def prepare(self, batch: Batch) -> Any:
+        return encode_rest_request(tensor_payload(batch))
+
+    def send(self, prepared: Any) -> np.ndarray:
+        response = self._request(
+            "POST", f"/v2/models/{self.model}/infer", content=prepared.body, headers=prepared.headers
+        )
+        header_length = response.headers.get("inference-header-content-length")
+        return decode_rest_response(response.content, int(header_length) if header_length else None)
+
+    def model_metadata(self) -> ModelMetadata:
+        data = with_retries(lambda: self._request("GET", f"/v2/models/{self.model}").json(), self.retry)
+        return ModelMetadata(
+            name=str(data.get("name", self.model)),
+            versions=tuple(str(v) for v in data.get("versions") or ()),
+            platform=str(data.get("platform") or ""),
+            inputs=tuple(_spec(t) for t in data.get("inputs") or ()),
+            outputs=tuple(_spec(t) for t in data.get("outputs") or ()),
+        )
+
+    def server_metadata(self) -> ServerMetadata | None:
+        try:
+            data = with_retries(lambda: self._request("GET", "/v2").json(), self.retry)
+        except (ModelMissing, BadRequest):
+            return None
+        return ServerMetadata(str(data.get("name", "")), str(data.get("version", "")))
+
+    def wait_until_ready(self) -> None:
+        with_retries(lambda: self._request("GET", f"/v2/models/{self.model}/ready"), self.retry)
+
+    def close(self) -> None:
+        for session in self._sessions.drain():
+            session.close()
+
+
+def _spec(tensor: dict) -> TensorSpec:
+    shape = tuple(int(d) for d in tensor.get("shape", ()))
+    return TensorSpec(str(tensor.get("name")), str(tensor.get("datatype")), shape)
+
+
+def _server_message(response: Any) -> str:
+    try:
+        data = response.json()
+        if isinstance(data, dict) and ("error" in data or "detail" in data):
+            return _one_line(str(data.get("error") or data.get("detail")))
+    except ValueError:
+        pass
+    return _one_line(response.text or response.reason_phrase)
+
+
+def model_missing_message(model: str, where: str, available: Sequence[str] | None) -> str:
+    listing = f"it serves: {', '.join(available)}" if available else "it lists no models"
+    return (
+        f"model {model} is not served by {where} ({listing}); "
+        "publish it (`invoke optimize`) and restart the server"
+    )
+
+
+# --- gRPC -------------------------------------------------------------------------------------
+
+_INFER_METHOD = "/inference.GRPCInferenceService/ModelInfer"
+_CONNECTION_WORDS = ("connect", "dns", "resolv", "lookup", "socket", "unreachable", "no route")
+
+
+class GrpcClient(InferenceClient):
+    """KServe v2 gRPC (the stubs kserve ships) with raw_input_contents; one channel for all threads."""
+
+    kind = "grpc"
+
+    def __init__(
+        self,
+        target: str,
+        model: str,
+        *,
+        timeout_seconds: float,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        known_models: Sequence[str] = (),
+        up_hint: str = UP_HINT,
+    ):
+        import grpc
+        from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+        from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc as pb_grpc
+
+        self._grpc, self._pb = grpc, pb
+        if target.startswith(("http://", "https://")):
+            raise BenchError(
+                f"{target} is an HTTP URL but bench.protocol is grpc; give the gRPC port as host:port "
+                "or set bench.protocol=rest"
+            )
+        self.target = target.removeprefix("grpc://")
+        self.model = model
+        self.timeout_seconds = timeout_seconds
+        self.retry = retry
+        self.known_models = tuple(known_models)
+        self.up_hint = up_hint
+        unlimited = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
+        self._channel = grpc.insecure_channel(self.target, options=unlimited)
+        self._stub = pb_grpc.GRPCInferenceServiceStub(self._channel)
+        # Requests are serialized once in prepare(); no request serializer means "send these bytes".
+        self._infer = self._channel.unary_unary(
+            _INFER_METHOD, request_serializer=None, response_deserializer=pb.ModelInferResponse.FromString
+        )
+
+    def _call(self, method: Callable[..., T], request: Any) -> T:
+        try:
+            return method(request, timeout=self.timeout_seconds)
+        except self._grpc.RpcError as exc:
+            raise self._error(exc) from None
+
+    def _error(self, exc: Any) -> BenchError:
+        codes = self._grpc.StatusCode
+        code, details = exc.code(), _one_line(exc.details() or "")
+        if code == codes.UNAVAILABLE:
+            if any(word in details.lower() for word in _CONNECTION_WORDS):
+                return Unreachable(self.target, details, hint=self.up_hint)
+            return NotReady(f"{self.model} is not ready (gRPC UNAVAILABLE from {self.target}): {details}")
+        if code == codes.INVALID_ARGUMENT:
+            return BadRequest(
+                f"{self.model} rejected the request (gRPC INVALID_ARGUMENT from {self.target}): {details}"
+            )
+        if code == codes.NOT_FOUND:
+            return ModelMissing(model_missing_message(self.model, self.target, self.known_models))
+        if code == codes.DEADLINE_EXCEEDED:
+            return RequestTimeout(
+                f"{self.target} did not answer within {self.timeout_seconds:g} s "
+                "(bench.request_timeout_seconds)"
+            )
+        return BenchError(f"gRPC {code.name} from {self.target}: {details}")
+
+    def prepare(self, batch: Batch) -> Any:
+        return _GrpcRequest(encode_grpc_request(tensor_payload(batch), self.model))
+
+    def send(self, prepared: Any) -> np.ndarray:
+        return decode_grpc_response(self._call(self._infer, prepared.serialized))
+
+    def model_metadata(self) -> ModelMetadata:
+        request = self._pb.ModelMetadataRequest(name=self.model)
+        data = with_retries(lambda: self._call(self._stub.ModelMetadata, request), self.retry)
+
+        def specs(tensors: Any) -> tuple[TensorSpec, ...]:
+            return tuple(TensorSpec(t.name, t.datatype, tuple(int(d) for d in t.shape)) for t in tensors)
+
+        return ModelMetadata(
+            data.name or self.model,
+            tuple(data.versions),
+            data.platform,
+            specs(data.inputs),
+            specs(data.outputs),
+        )
+
+    def server_metadata(self) -> ServerMetadata | None:
+        request = self._pb.ServerMetadataRequest()
+        try:
+            data = with_retries(lambda: self._call(self._stub.ServerMetadata, request), self.retry)
+        except (ModelMissing, BadRequest):
+            return None
+        return ServerMetadata(data.name, data.version)
+
+    def wait_until_ready(self) -> None:
+        request = self._pb.ModelReadyRequest(name=self.model)
+
+        def ready() -> None:
+            if not self._call(self._stub.ModelReady, request).ready:
+                raise NotReady(f"{self.model} is not ready (gRPC ModelReady from {self.target} says false)")
+
+        with_retries(ready, self.retry)
+
+    def close(self) -> None:
+        self._channel.close()
+
+
+@dataclass(frozen=True)
+class _GrpcRequest:
+    serialized: bytes
+
+
+# --- in process -------------------------------------------------------------------------------
+
+
+class OpenVinoClient(InferenceClient):
+    """The IR compiled in this process with the server's settings: serving overhead = server − this."""
+
+    kind = "openvino"
+
+    def __init__(
+        self,
+        xml_path: Path,
+        *,
+        model: str,
+        image_size: int,
+        compile_config: dict[str, Any],
+        device: str = "CPU",
+    ):
+        import openvino as ov
+
+        self.model = model
+        self.image_size = image_size
+        self._compiled = ov.Core().compile_model(str(xml_path), device, compile_config)
+        self._output = self._compiled.output(OUTPUT_NAME)
+        # One infer request per concurrent caller, as a server keeps one per stream.
+        self._requests = _Pool(self._compiled.create_infer_request)
+
+    def prepare(self, batch: Batch) -> Any:
+        if isinstance(batch, np.ndarray):
+            return np.ascontiguousarray(batch, dtype=np.float32)
+        return tuple(bytes(item) for item in batch)
+
+    def send(self, prepared: Any) -> np.ndarray:
+        images = prepared if isinstance(prepared, np.ndarray) else decode_images(prepared, self.image_size)
+        try:
+            with self._requests.borrow() as request:
+                result = request.infer({INPUT_NAME: images}, share_inputs=True)
+                return np.array(result[self._output], dtype=np.float32)
+        except RuntimeError as exc:
+            message = f"OpenVINO rejected a batch of shape {images.shape}: {_one_line(str(exc))}"
+            raise BadRequest(message) from None
+
+    def model_metadata(self) -> ModelMetadata:
+        port = self._compiled.input(INPUT_NAME)
+        shape = tuple(-1 if d.is_dynamic else d.get_length() for d in port.get_partial_shape())
+        return ModelMetadata(self.model, inputs=(TensorSpec(INPUT_NAME, "FP32", shape),))
+
+
+class TensorFlowClient(InferenceClient):
+    """The run's SavedModel ``serving_default`` signature, called in this process."""
+
+    kind = "tensorflow"
+
+    def __init__(self, saved_model_dir: Path, *, image_size: int, model: str = "saved_model"):
+        import os
+
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        try:
+            import tensorflow as tf
+        except ImportError:
+            raise BenchError("the tensorflow runtime needs TensorFlow: pip install -e '.[tf]'") from None
+        self._tf = tf
+        self.model = model
+        self.image_size = image_size
+        self._loaded = tf.saved_model.load(str(saved_model_dir))
+        self._serve = self._loaded.signatures.get("serving_default")
+        if self._serve is None:
+            raise BenchError(f"{saved_model_dir} has no 'serving_default' signature; re-export the model")
+        self._input = self._serve.structured_input_signature[1].get(INPUT_NAME)
+        if self._input is None or OUTPUT_NAME not in self._serve.structured_outputs:
+            raise BenchError(
+                f"{saved_model_dir} serving_default does not map '{INPUT_NAME}' → '{OUTPUT_NAME}'"
+            )
+
+    def prepare(self, batch: Batch) -> Any:
+        if isinstance(batch, np.ndarray):
+            return np.ascontiguousarray(batch, dtype=np.float32)
+        return tuple(bytes(item) for item in batch)
+
+    def send(self, prepared: Any) -> np.ndarray:
+        images = prepared if isinstance(prepared, np.ndarray) else decode_images(prepared, self.image_size)
+        try:
+            output = self._serve(**{INPUT_NAME: self._tf.constant(images)})[OUTPUT_NAME]
+        except (self._tf.errors.InvalidArgumentError, ValueError, TypeError) as exc:
+            message = f"TensorFlow rejected a batch of shape {images.shape}: {_one_line(str(exc))}"
+            raise BadRequest(message) from None
+        return output.numpy()
+
+    def model_metadata(self) -> ModelMetadata:
+        shape = tuple(-1 if d is None else int(d) for d in self._input.shape.as_list())
+        return ModelMetadata(self.model, inputs=(TensorSpec(INPUT_NAME, "FP32", shape),))

@@ -1,0 +1,241 @@
+"""kserve 0.21 ModelServer, adjusted for a local benchmark target.
+
+Subclasses, not patches, of kserve's classes:
+
+* both listeners bind the configured host (kserve binds 0.0.0.0 and [::]), loopback by default;
+* REST binary tensor data stays binary (see ``binary.py``);
+* model metadata reports the served version and the platform, and the versioned paths
+  (``/v2/models/<name>/versions/<v>/...``) work for the served version, as OVMS does;
+* gRPC accepts messages as large as a batch of big images (kserve's limit is 8 MiB);
+* no per-request timing middleware and no access or latency log lines in the hot path, and a
+  rejected request (400 / 404) is one warning line instead of kserve's traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent import futures
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from grpc import StatusCode, aio
+from kserve import ModelServer
+from kserve.constants.constants import FASTAPI_APP_IMPORT_STRING, INFERENCE_CONTENT_LENGTH_HEADER
+from kserve.errors import InvalidInput, ModelNotFound
+from kserve.logging import configure_logging
+from kserve.model import BaseKServeModel
+from kserve.predictor_config import PredictorConfig
+from kserve.protocol.dataplane import DataPlane
+from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
+from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor
+from kserve.protocol.grpc.server import GRPCServer
+from kserve.protocol.grpc.servicer import InferenceServicer
+from kserve.protocol.infer_type import InferRequest
+from kserve.protocol.rest.server import RESTServer
+from kserve.protocol.rest.v2_datamodels import InferenceRequest, ModelMetadataResponse, ModelReadyResponse
+from kserve.protocol.rest.v2_endpoints import V2Endpoints
+
+from workloads.serving.binary import decode_binary_request
+
+GRPC_MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+PLATFORM = "OpenVINO"
+
+log = logging.getLogger("workloads.serving")
+
+
+class VersionNotFound(ModelNotFound):
+    """A version other than the served one: 404 / NOT_FOUND, like an unknown model."""
+
+    def __init__(self, model_name: str, version: str, served: int):
+        super().__init__(model_name)
+        self.reason = f"model {model_name} has no version {version}; version {served} is served"
+
+
+def check_version(model: Any, model_name: str, version: str | None) -> None:
+    """Accept no version or the served one (gRPC sends "" for none)."""
+    served = getattr(model, "served", None)
+    if version and served is not None and version != str(served.version):
+        raise VersionNotFound(model_name, version, served.version)
+
+
+def configure_quiet_logging() -> None:
+    """kserve's log format, but only warnings from kserve/uvicorn: their INFO lines are per request."""
+    configure_logging()
+    for name in ("kserve", "kserve.trace", "uvicorn.access"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    ours = logging.getLogger("workloads.serving")
+    if not ours.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s %(message)s"))
+        ours.addHandler(handler)
+    ours.setLevel(logging.INFO)
+    ours.propagate = False
+
+
+class BinaryTensorDataPlane(DataPlane):
+    def decode_inference_request(self, body: Any, headers: dict, model_name: str) -> InferRequest:
+        if not isinstance(body, bytes):
+            return super().decode_inference_request(body, headers, model_name)
+        return decode_binary_request(body, headers.get(INFERENCE_CONTENT_LENGTH_HEADER), model_name)
+
+    async def model_metadata(self, model_name: str) -> dict:
+        metadata = await super().model_metadata(model_name)
+        model = self.get_model_from_registry(model_name)
+        served = getattr(model, "served", None)
+        if served is not None:
+            metadata["versions"] = [str(served.version)]
+            metadata["platform"] = PLATFORM
+        return metadata
+
+
+class LoopbackRESTServer(RESTServer):
+    def __init__(self, host: str, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.config.host = host
+
+    def _add_middlewares(self, app: Any) -> None:
+        """kserve adds a timing middleware that formats two log lines per request; none here."""
+
+    def _add_exception_handlers(self, app: FastAPI) -> None:
+        super()._add_exception_handlers(app)
+        app.add_exception_handler(InvalidInput, _rejected(400))
+        app.add_exception_handler(ModelNotFound, _rejected(404))
+
+    def _register_endpoints(self, app: FastAPI) -> None:
+        # Registered first, so these take the versioned paths kserve answers with 501.
+        app.include_router(versioned_router(self.dataplane, self.model_repository_extension))
+        super()._register_endpoints(app)
+
+
+def versioned_router(dataplane: DataPlane, model_repository_extension: Any) -> APIRouter:
+    endpoints = V2Endpoints(dataplane, model_repository_extension)
+
+    def check(model_name: str, model_version: str) -> None:
+        check_version(dataplane.get_model_from_registry(model_name), model_name, model_version)
+
+    async def metadata(model_name: str, model_version: str) -> ModelMetadataResponse:
+        check(model_name, model_version)
+        return await endpoints.model_metadata(model_name)
+
+    async def ready(model_name: str, model_version: str) -> ModelReadyResponse:
+        check(model_name, model_version)
+        return await endpoints.model_ready(model_name)
+
+    async def infer(
+        raw_request: Request,
+        raw_response: Response,
+        model_name: str,
+        model_version: str,
+        request_body: InferenceRequest | bytes,
+    ) -> Any:
+        check(model_name, model_version)
+        return await endpoints.infer(raw_request, raw_response, model_name, request_body)
+
+    router = APIRouter(prefix="/v2/models/{model_name}/versions/{model_version}")
+    router.add_api_route("", metadata, response_model=ModelMetadataResponse, methods=["GET"])
+    router.add_api_route("/ready", ready, response_model=ModelReadyResponse, methods=["GET"])
+    router.add_api_route("/infer", infer, response_model=None, methods=["POST"])
+    return router
+
+
+def _rejected(status: int) -> Any:
+    async def handler(_: Request, exc: Exception) -> JSONResponse:
+        log.warning("rejected a REST request (%d): %s", status, exc)
+        return JSONResponse(status_code=status, content={"error": str(exc)})
+
+    return handler
+
+
+class QuietExceptionToStatusInterceptor(ExceptionToStatusInterceptor):
+    async def handle_exception(self, ex: Exception, request_or_iterator: Any, context: Any, method_name: str):
+        code = (
+            StatusCode.INVALID_ARGUMENT
+            if isinstance(ex, InvalidInput)
+            else StatusCode.NOT_FOUND
+            if isinstance(ex, ModelNotFound)
+            else None
+        )
+        if code is None:
+            return await super().handle_exception(ex, request_or_iterator, context, method_name)
+        log.warning("rejected a gRPC request (%s): %s", code.name, ex)
+        await context.abort(code, ex.reason)
+
+
+class LoopbackGRPCServer(GRPCServer):
+    def __init__(self, host: str, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._host = host
+
+    async def start(self, max_workers: int) -> None:
+        # GRPCServer.start with the host and message limits as parameters; kserve's LoggingInterceptor
+        # (an INFO line per call) is left out.
+        self._server = aio.server(
+            futures.ThreadPoolExecutor(max_workers=max_workers),
+            interceptors=(QuietExceptionToStatusInterceptor(),),
+            options=[
+                ("grpc.max_send_message_length", GRPC_MAX_MESSAGE_BYTES),
+                ("grpc.max_receive_message_length", GRPC_MAX_MESSAGE_BYTES),
+                # Never share the port with another server silently (gRPC sets SO_REUSEPORT by default).
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        servicer = InferenceServicer(self._data_plane, self._model_repository_extension)
+        grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, self._server)
+        self._server.add_insecure_port(_grpc_address(self._host, self._port))
+        await self._server.start()
+        await self._server.wait_for_termination()
+
+
+class LoopbackModelServer(ModelServer):
+    """A single-process kserve ModelServer (REST + gRPC) listening on ``host`` only."""
+
+    def __init__(self, host: str, http_port: int, grpc_port: int, grace_period: int = 5):
+        super().__init__(
+            http_port=http_port,
+            grpc_port=grpc_port,
+            workers=1,
+            enable_grpc=True,
+            enable_docs_url=False,
+            enable_latency_logging=False,
+            access_log_format=None,
+            grace_period=grace_period,
+            predictor_config=PredictorConfig(predictor_host=None),
+            ssl_certfile=None,
+            ssl_keyfile=None,
+        )
+        self.host = host
+        self.dataplane = BinaryTensorDataPlane(model_registry=self.registered_models)
+
+    def start(self, models: list[BaseKServeModel]) -> None:
+        # ModelServer.start for one REST worker, with our REST/gRPC server classes.
+        self._register_and_check_atleast_one_model_is_ready(models)
+        self._rest_server = LoopbackRESTServer(
+            self.host,
+            FASTAPI_APP_IMPORT_STRING,
+            self.dataplane,
+            self.model_repository_extension,
+            self.http_port,
+            workers=1,
+            grace_period=self.grace_period,
+            event_loop=self.event_loop,
+            timeout_keep_alive=self.timeout_keep_alive,
+        )
+        self.servers.append(self._rest_server.start())
+        self._grpc_server = LoopbackGRPCServer(
+            self.host,
+            self.grpc_port,
+            self.dataplane,
+            self.model_repository_extension,
+            kwargs={},
+            grace_period=self.grace_period,
+        )
+        self.servers.append(self._grpc_server.start(self.max_threads))
+        self.setup_event_loop()
+        self.register_signal_handler()
+        asyncio.run(self._serve())
+
+
+def _grpc_address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
