@@ -5,8 +5,14 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Gaudi's TensorFlow (2.15, Keras 2): the training code is tested against it too.
 TF215_STAMP := .venv-tf215/.installed
+# The CDK CLI, pinned in package.json (npm's latest, 3.x, cannot read aws-cdk-lib 2.275's assembly).
+NODE_STAMP := node_modules/.installed
 
-.PHONY: demo test clean
+# The vCenter simulator the vSphere tests run against is built from Debian's Go packages.
+SYSTEM_PACKAGES := golang-go golang-github-vmware-govmomi-dev
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: demo test clean system-packages
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PY) -m venv $(VENV)
@@ -20,15 +26,25 @@ $(TF215_STAMP): requirements-tf215.txt
 	.venv-tf215/bin/python -m pip install -q -r requirements-tf215.txt
 	touch $@
 
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+system-packages:
+	@if ! command -v go >/dev/null || ! test -d /usr/share/gocode/src/github.com/vmware/govmomi/simulator; then \
+	  $(SUDO) apt-get update -q && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(SYSTEM_PACKAGES); \
+	fi
+
 ## demo: the main job on the local embedded default (synthetic data, CPU, loopback server)
 demo: $(STAMP)
 	$(BIN)/invoke pipeline
 
 ## test: lint + the whole test suite (CI runs exactly this)
-test: $(STAMP) $(TF215_STAMP)
+test: $(STAMP) $(TF215_STAMP) $(NODE_STAMP) system-packages
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
 
 clean:
-	rm -rf $(VENV) .venv-tf215 artifacts build .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-tf215 node_modules artifacts build .pytest_cache .ruff_cache

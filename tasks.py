@@ -106,13 +106,14 @@ def data_prepare(c, source=None, path=None, images_per_class=None, seed=None, ar
     name="run",
     default=True,
     help={
+        "target": "local (this machine) or dl1 (the AWS DL1 instance's 8 Gaudi cards, through SSM)",
         "backbone": "mobilenet_v3_large (default), mobilenet_v3_small, efficientnet_v2_b0 or resnet50",
         "weights": "imagenet, none (offline, random init) or a path to no-top Keras weights",
         "image_size": "square input size in pixels",
         "batch_size": "batch size per replica (global = this x replicas)",
         "head_epochs": "phase 1 epochs (head only on a frozen pretrained backbone)",
         "finetune_epochs": "phase 2 epochs (top of the backbone unfrozen)",
-        "device": "auto, cpu, gpu or hpu",
+        "device": "auto, cpu, gpu or hpu (--target dl1 always uses hpu)",
         "run_id": "run directory name under <artifacts>/runs (default: a timestamp)",
         "resume": "continue the given (or the latest unfinished) run after an interruption",
         "artifacts_dir": "root folder of all artifacts (default: artifacts)",
@@ -120,6 +121,7 @@ def data_prepare(c, source=None, path=None, images_per_class=None, seed=None, ar
 )
 def train_run(
     c,
+    target="local",
     backbone=None,
     weights=None,
     image_size=None,
@@ -132,8 +134,10 @@ def train_run(
     artifacts_dir=None,
 ):
     """Two-phase transfer learning on the split manifest; writes a complete run directory."""
-    from workloads.training.train import run_training
-
+    if target not in ("local", "dl1"):
+        raise Exit(f"error: unknown training target {target!r}; choose local or dl1", code=2)
+    if target == "dl1" and device not in (None, "hpu"):
+        raise Exit(f"error: --target dl1 trains on Gaudi (hpu); drop --device {device}", code=2)
     config = load(c, artifacts_dir)
     config = replace_or_exit(
         config,
@@ -146,6 +150,16 @@ def train_run(
         finetune_epochs=finetune_epochs,
         device=device,
     )
+    if target == "dl1":
+        from workloads.training.remote import train_on_dl1
+        from workloads.training.train import new_run_id
+
+        if resume and not run_id:
+            raise Exit("error: --target dl1 --resume needs the --run-id of the run to continue", code=2)
+        run_step(train_on_dl1, config, run_id=run_id or new_run_id(), resume=resume)
+        return
+    from workloads.training.train import run_training
+
     run_step(run_training, config, run_id=run_id, resume=resume)
 
 
@@ -178,7 +192,7 @@ def optimize_run(c, run=None, int8_max_drop=None, calibration_size=None, model_n
     run_step(run_optimize, config, run_dir, manifest)
 
 
-TARGETS = ("local",)  # aws and vsphere arrive with their infrastructure
+TARGETS = ("local", "aws", "vsphere")
 
 
 def _check_target(target: str) -> None:
@@ -188,34 +202,87 @@ def _check_target(target: str) -> None:
 
 @task(
     help={
-        "target": "where to serve: local (a KServe v2 OpenVINO server on loopback)",
-        "hint": "OpenVINO performance hint: THROUGHPUT or LATENCY",
+        "target": "local (KServe v2 OpenVINO server on loopback), aws (CDK stacks, OVMS on EKS c5 + c6i) "
+        "or vsphere (EKS Anywhere, OVMS on the Ice Lake workers)",
+        "hint": "local: OpenVINO performance hint, THROUGHPUT or LATENCY",
+        "dry_run": "aws: synthesize and show `cdk diff` (with credentials), deploy nothing; "
+        "vsphere: discover, preflight, write the validated spec, print the eksctl command, stop",
+        "model_bucket": "vsphere, ovms.eksa_model_delivery=secret-sync: S3 bucket of the model repository",
+        "model_prefix": "vsphere: key prefix of the model repository in --model-bucket (default: models)",
+        "model_region": "vsphere: region of --model-bucket (default: aws.region)",
+        "s3_endpoint": "vsphere: URL of an S3-compatible store on-prem (default: AWS S3)",
+        "model_image": "vsphere, ovms.eksa_model_delivery=baked: OVMS image with the models baked in",
         "artifacts_dir": "root folder of all artifacts (default: artifacts)",
     }
 )
-def up(c, target="local", hint=None, artifacts_dir=None):
+def up(
+    c,
+    target="local",
+    hint=None,
+    dry_run=False,
+    model_bucket=None,
+    model_prefix="models",
+    model_region=None,
+    s3_endpoint=None,
+    model_image=None,
+    artifacts_dir=None,
+):
     """Start serving the OVMS model repository on a target and record its endpoints."""
+    _check_target(target)
+    if target == "aws":
+        from workloads.deploy.aws import up as aws_up
+
+        run_step(aws_up, load(c, artifacts_dir), runner=c, dry_run=dry_run)
+        return
+    if target == "vsphere":
+        from workloads.deploy import vsphere
+
+        config = load(c, artifacts_dir)
+        source = run_step(
+            vsphere.model_source_for,
+            config,
+            image=model_image or "",
+            bucket=model_bucket or "",
+            prefix=model_prefix,
+            region=model_region or "",
+            endpoint_url=s3_endpoint or "",
+        )
+        run_step(vsphere.up, config, model_source=source, dry_run=dry_run)
+        return
+    if dry_run:
+        raise Exit(f"error: --dry-run applies to --target aws or vsphere, not {target}", code=2)
     from workloads.serving.local import start
 
-    _check_target(target)
     config = replace_or_exit(load(c, artifacts_dir), "serving", performance_hint=hint)
     run_step(start, config)
 
 
 @task(
     help={
-        "target": "which deployment to stop: local",
+        "target": "which deployment to stop: local, aws (workloads and stacks; data buckets and "
+        "repositories stay) or vsphere (deletes the EKS Anywhere cluster)",
         "artifacts_dir": "root folder of all artifacts (default: artifacts)",
     }
 )
 def down(c, target="local", artifacts_dir=None):
     """Stop serving on a target."""
+    _check_target(target)
+    if target == "aws":
+        from workloads.deploy.aws import down as aws_down
+
+        run_step(aws_down, load(c, artifacts_dir), runner=c)
+        return
+    if target == "vsphere":
+        from workloads.deploy import vsphere
+
+        run_step(vsphere.down, load(c, artifacts_dir))
+        return
     from workloads.serving.local import stop
 
-    _check_target(target)
     run_step(stop, load(c, artifacts_dir))
 
 
+BENCH_TARGETS = ("local", "aws", "vsphere")
 SCENARIOS = {"batch": ("batch",), "realtime": ("realtime",), "all": ("batch", "realtime")}
 
 
@@ -223,8 +290,9 @@ SCENARIOS = {"batch": ("batch",), "realtime": ("realtime",), "all": ("batch", "r
     name="run",
     default=True,
     help={
-        "target": "local (reads what `invoke up` recorded) or endpoint (with --endpoint)",
+        "target": "local, aws or vsphere (each reads the endpoints `invoke up` recorded)",
         "endpoint": "any KServe v2 server (OVMS included): http://host:port for REST, host:port for gRPC",
+        "pool": "node pool to measure (aws: c5, c6i; vsphere: icelake; default: every recorded pool)",
         "runtime": "server (over the network), or openvino / tensorflow in process (baselines)",
         "scenario": "batch (Offline: images/s), realtime (SingleStream: latency) or all",
         "precision": "fp32, fp16 or int8 (model <name>-<precision>)",
@@ -241,6 +309,7 @@ def bench_run(
     c,
     target="local",
     endpoint=None,
+    pool=None,
     runtime="server",
     scenario="all",
     precision=None,
@@ -253,12 +322,13 @@ def bench_run(
     artifacts_dir=None,
 ):
     """Benchmark batch (images/s) and real-time (latency) inference; writes JSON + CSV results."""
-    from workloads.bench.run import run_bench
+    from workloads.bench.run import deployed_endpoints, run_bench
 
     if endpoint:
         target = "endpoint"
-    elif target != "endpoint":
-        _check_target(target)
+    elif target not in BENCH_TARGETS:
+        choices = ", ".join(BENCH_TARGETS)
+        raise Exit(f"error: unknown target {target!r}; choose {choices} or --endpoint", code=2)
     if scenario not in SCENARIOS:
         raise Exit(f"error: unknown scenario {scenario!r}; choose batch, realtime or all", code=2)
     if runtime not in ("server", "openvino", "tensorflow"):
@@ -274,9 +344,20 @@ def bench_run(
         repetitions=repetitions,
         min_duration_seconds=min_duration,
     )
-    run_step(
-        run_bench, config, target=target, endpoint=endpoint, runtime=runtime, scenarios=SCENARIOS[scenario]
-    )
+    if target in ("aws", "vsphere") and runtime == "server":
+        pools = run_step(deployed_endpoints, config, target=target, pool=pool)
+    else:
+        pools = [(pool, endpoint)]
+    for pool_name, pool_endpoint in pools:
+        run_step(
+            run_bench,
+            config,
+            target=target,
+            endpoint=pool_endpoint,
+            pool=pool_name,
+            runtime=runtime,
+            scenarios=SCENARIOS[scenario],
+        )
 
 
 @task(
@@ -346,6 +427,105 @@ def pipeline(c, images_per_class=None, artifacts_dir=None):
     print(f"chart: {chart}\nthe local server keeps running; stop it with `invoke down --target local`")
 
 
+IMAGE_HELP = {
+    "target": "aws (the account's ECR, login through boto3) or vsphere (images.registry)",
+    "image": "train, ovms or bench, comma-separated (default: all three)",
+    "variant": "training image: gaudi (SynapseAI 1.14, TF 2.15) or cpu",
+    "bake_model": "also build the OVMS image with <artifacts>/models baked in (EKS Anywhere without S3)",
+    "dry_run": "print the docker commands, run nothing",
+    "artifacts_dir": "root folder of all artifacts (default: artifacts)",
+}
+
+
+def _images(c, *, push, target, image, variant, bake_model, dry_run, artifacts_dir):
+    from workloads.containers.workflow import build_images
+
+    if target not in ("aws", "vsphere"):
+        raise Exit(f"error: unknown target {target!r}; choose aws or vsphere", code=2)
+    config = load(c, artifacts_dir)
+    names = tuple(n.strip() for n in image.split(",") if n.strip()) if image else ("train", "ovms", "bench")
+    model_dir = config.paths.model_repository if bake_model else None
+    run_step(
+        build_images,
+        config,
+        target=target,
+        names=names,
+        variant=variant,
+        model_dir=model_dir,
+        push=push,
+        dry_run=dry_run,
+        repo_root=Path(__file__).resolve().parent,
+    )
+
+
+@task(name="build", default=True, help=IMAGE_HELP)
+def images_build(
+    c, target="aws", image=None, variant="gaudi", bake_model=False, dry_run=False, artifacts_dir=None
+):
+    """Build the container images (images/) with docker buildx into the local engine."""
+    _images(
+        c, push=False, target=target, image=image, variant=variant, bake_model=bake_model,
+        dry_run=dry_run, artifacts_dir=artifacts_dir,
+    )  # fmt: skip
+
+
+@task(name="push", help=IMAGE_HELP)
+def images_push(
+    c, target="aws", image=None, variant="gaudi", bake_model=False, dry_run=False, artifacts_dir=None
+):
+    """Build and push the container images (every configured tag) to the target's registry."""
+    _images(
+        c, push=True, target=target, image=image, variant=variant, bake_model=bake_model,
+        dry_run=dry_run, artifacts_dir=artifacts_dir,
+    )  # fmt: skip
+
+
+@task(
+    name="render",
+    default=True,
+    help={
+        "target": "aws (EKS, c5/c6i pools) or vsphere (EKS Anywhere, Ice Lake pool)",
+        "out": "folder for the manifests (default: <artifacts>/deploy/<target>/manifests)",
+        "bucket": "S3 bucket holding the OVMS model repository (not needed for a baked model)",
+        "prefix": "key prefix of the model repository in the bucket (default: models)",
+        "role_arn": "aws: IRSA role for the model sync (default: EKS Pod Identity association)",
+        "endpoint_url": "vsphere: S3-compatible endpoint URL (default: AWS S3)",
+        "baked_image": "vsphere with ovms.eksa_model_delivery=baked: the OVMS image with the model",
+        "artifacts_dir": "root folder of all artifacts (default: artifacts)",
+    },
+)
+def k8s_render(
+    c,
+    target="aws",
+    out=None,
+    bucket=None,
+    prefix="models",
+    role_arn="",
+    endpoint_url="",
+    baked_image=None,
+    artifacts_dir=None,
+):
+    """Render and validate the serving manifests offline (namespace, OVMS per pool, policies)."""
+    from workloads.k8s.targets import model_source_for, render_target
+
+    if target not in ("aws", "vsphere"):
+        raise Exit(f"error: unknown target {target!r}; choose aws or vsphere", code=2)
+    config = load(c, artifacts_dir)
+    out_dir = Path(out) if out else config.paths.root / "deploy" / target / "manifests"
+    source = run_step(
+        model_source_for,
+        config,
+        target=target,
+        bucket=bucket,
+        prefix=prefix,
+        role_arn=role_arn,
+        endpoint_url=endpoint_url,
+        baked_image=baked_image,
+    )
+    for path in run_step(render_target, config, target=target, out_dir=out_dir, source=source):
+        print(path)
+
+
 @task(name="show", default=True)
 def config_show(c):
     """Print the effective configuration (defaults < invoke.yaml < INVOKE_BMC_* environment)."""
@@ -360,5 +540,7 @@ ns.add_collection(Collection("data", data_prepare))
 ns.add_collection(Collection("train", train_run))
 ns.add_collection(Collection("optimize", optimize_run))
 ns.add_collection(Collection("bench", bench_run, bench_report))
+ns.add_collection(Collection("images", images_build, images_push))
+ns.add_collection(Collection("k8s", k8s_render))
 ns.add_collection(Collection("config", config_show))
 ns.configure({"bmc": _as_strings(defaults_mapping())})

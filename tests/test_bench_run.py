@@ -82,3 +82,25 @@ def test_in_process_without_a_published_model(tmp_path, runtime):
         BenchError, match=r"^no published bone-marrow-int8 in .*; run `invoke optimize` with int8"
     ):
         run_bench(config, runtime=runtime, progress=quiet)
+
+
+def test_cluster_targets_bench_every_recorded_pool_or_the_one_asked_for(tmp_path):
+    from workloads.bench.run import deployed_endpoints
+    from workloads.k8s.endpoints import record_endpoints
+
+    grpc = load_config({"artifacts_dir": str(tmp_path)})
+    rest = load_config({"artifacts_dir": str(tmp_path), "bench": {"protocol": "rest"}})
+    record_endpoints(
+        grpc,
+        target="aws",
+        endpoints={
+            "c6i": {"rest": "http://10.0.0.7:8000", "grpc": "10.0.0.7:9000"},
+            "c5": {"rest": "http://10.0.0.5:8000", "grpc": "10.0.0.5:9000"},
+        },
+    )
+    assert deployed_endpoints(grpc, target="aws") == [("c5", "10.0.0.5:9000"), ("c6i", "10.0.0.7:9000")]
+    assert deployed_endpoints(rest, target="aws", pool="c6i") == [("c6i", "http://10.0.0.7:8000")]
+    with pytest.raises(BenchError, match=r"aws has no pool 'icelake'; recorded pools: c5, c6i"):
+        deployed_endpoints(grpc, target="aws", pool="icelake")
+    with pytest.raises(BenchError, match=r"no endpoints recorded for vsphere .*`invoke up --target vsphere`"):
+        deployed_endpoints(grpc, target="vsphere")

@@ -423,6 +423,9 @@ def test_in_process_runtimes_produce_results(tmp_path, served_repository, runtim
         assert document["settings"]["performance_hint"] == "THROUGHPUT"
         assert path.name.endswith("-in-process-openvino-int8.json")
     else:
-        assert document["model"]["precision"] == "fp32" and document["model"]["sha256"] is None
+        run_id = document["model"]["run_id"]
+        saved_model_pb = config.paths.runs / run_id / "saved_model" / "saved_model.pb"
+        assert document["model"]["precision"] == "fp32" and document["model"]["version"] is None
+        assert document["model"]["sha256"] == sha256_file(saved_model_pb)
         assert document["versions"]["tensorflow"].startswith("2.")
         assert path.name.endswith("-in-process-tensorflow-fp32.json")

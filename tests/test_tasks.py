@@ -31,7 +31,20 @@ def test_list_shows_every_task_with_a_description():
     listing = json.loads(invoke("--list", "--list-format", "json").stdout)
     tasks = {t["name"]: t["help"] for t in listing["tasks"]}
     tasks.update({f"{c['name']}.{t['name']}": t["help"] for c in listing["collections"] for t in c["tasks"]})
-    assert set(tasks) >= {"pipeline", "data.prepare", "train.run", "optimize.run", "config.show"}
+    assert set(tasks) >= {
+        "pipeline",
+        "up",
+        "down",
+        "data.prepare",
+        "train.run",
+        "optimize.run",
+        "bench.run",
+        "bench.report",
+        "k8s.render",
+        "images.build",
+        "images.push",
+        "config.show",
+    }
     assert all(help_text for help_text in tasks.values()), tasks
 
 
@@ -107,3 +120,48 @@ def test_data_task_writes_the_split_manifest(tmp_path):
     assert manifest["source"] == "synthetic"
     assert sum(c["total"] for c in manifest["counts"].values()) == 63
     assert "wrote split manifest" in result.stdout
+
+
+def test_bench_on_a_cluster_target_needs_its_recorded_endpoints(tmp_path):
+    result = invoke("bench", "--target", "aws", "--artifacts-dir", str(tmp_path / "a"))
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"error: no endpoints recorded for aws ({tmp_path / 'a' / 'deploy' / 'aws' / 'endpoints.json'}); "
+        "run `invoke up --target aws`"
+    )
+    unknown = invoke("bench", "--target", "gcp")
+    assert unknown.returncode == 2 and unknown.stderr.startswith("error: unknown target 'gcp'")
+
+
+def test_up_vsphere_checks_its_inputs_before_touching_anything(tmp_path):
+    creds = {"EKSA_VSPHERE_USERNAME": "u", "EKSA_VSPHERE_PASSWORD": "p"}
+    result = invoke("up", "--target", "vsphere", "--artifacts-dir", str(tmp_path), env=creds)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "error: up --target vsphere needs the models: --model-bucket (ovms.eksa_model_delivery=secret-sync) "
+        "or --model-image (baked)"
+    )
+    result = invoke("up", "--target", "vsphere", "--dry-run", "--artifacts-dir", str(tmp_path), env=creds)
+    assert result.returncode == 1 and result.stderr.strip() == (
+        "error: vsphere.server is not set; give the vCenter host name or address"
+    )
+    assert not (tmp_path / "deploy").exists()
+
+
+def test_down_vsphere_without_a_cluster(tmp_path):
+    creds = {"EKSA_VSPHERE_USERNAME": "u", "EKSA_VSPHERE_PASSWORD": "p"}
+    result = invoke("down", "--target", "vsphere", "--artifacts-dir", str(tmp_path), env=creds)
+    assert result.returncode == 1 and "no EKS Anywhere cluster recorded under" in result.stderr
+
+
+def test_up_aws_stops_before_synthesis_without_a_pinned_habana_ami(tmp_path):
+    result = invoke("up", "--target", "aws", "--dry-run", "--artifacts-dir", str(tmp_path))
+    assert result.returncode == 1
+    assert result.stderr.strip().startswith(
+        "error: aws.habana_ami_ids has no Habana Deep Learning AMI for us-east-1; pin one"
+    )
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "deploy").exists()
+    local = invoke("up", "--target", "local", "--dry-run", "--artifacts-dir", str(tmp_path))
+    assert local.returncode == 2
+    assert local.stderr.strip() == "error: --dry-run applies to --target aws or vsphere, not local"

@@ -223,7 +223,8 @@ class NodePoolConfig:
 class KubernetesConfig:
     """What every cluster (EKS and EKS Anywhere) shares: version, namespace, node labels."""
 
-    version: str = "1.31"
+    # In EKS standard support (1.31 leaves extended support in late 2026); EKS Anywhere ships it too.
+    version: str = "1.34"
     namespace: str = "bone-marrow"
     # Label keys are <label_domain>/pool and <label_domain>/cpu-generation (see pool_labels).
     label_domain: str = "bone-marrow.ml"
@@ -233,7 +234,7 @@ class KubernetesConfig:
     def validate(self) -> None:
         parts = self.version.split(".")
         if len(parts) != 2 or not all(p.isdigit() for p in parts):
-            raise ConfigError(f"kubernetes.version must look like 1.31, got {self.version!r}")
+            raise ConfigError(f"kubernetes.version must look like 1.34, got {self.version!r}")
         if not _is_dns_label(self.namespace):
             raise ConfigError(f"kubernetes.namespace must be a DNS label, got {self.namespace!r}")
         if not all(_is_dns_label(p) for p in self.label_domain.split(".")):
@@ -327,7 +328,8 @@ class AwsConfig:
                 raise ConfigError(f"aws.habana_ami_ids.{region} must be an AMI id (ami-…), got {ami!r}")
         if not 8 <= self.dl1_volume_gib <= 16384:
             raise ConfigError(f"aws.dl1_volume_gib must be between 8 and 16384, got {self.dl1_volume_gib}")
-        _positive("aws.dl1_idle_minutes", self.dl1_idle_minutes)
+        if not 5 <= self.dl1_idle_minutes <= 1440:
+            raise ConfigError(f"aws.dl1_idle_minutes must be between 5 and 1440, got {self.dl1_idle_minutes}")
         if not 0.0 < self.dl1_idle_cpu_percent < 100.0:
             raise ConfigError(
                 f"aws.dl1_idle_cpu_percent must be between 0 and 100, got {self.dl1_idle_cpu_percent}"
@@ -439,7 +441,7 @@ class VsphereConfig:
         for version, release in self.eksd_releases.items():
             if not re.fullmatch(r"kubernetes-\d+-\d+-eks-\d+", release):
                 raise ConfigError(
-                    f"vsphere.eksd_releases.{version} must look like kubernetes-1-31-eks-8, got {release!r}"
+                    f"vsphere.eksd_releases.{version} must look like kubernetes-1-34-eks-8, got {release!r}"
                 )
         for role in ("control_plane_machine", "etcd_machine", "worker_machine"):
             getattr(self, role).validate(f"vsphere.{role}")
@@ -472,7 +474,8 @@ class OvmsConfig:
     use: OvmsUse = "batch"
     batch: OvmsTuning = field(default_factory=lambda: OvmsTuning(performance_hint="THROUGHPUT"))
     realtime: OvmsTuning = field(default_factory=lambda: OvmsTuning(performance_hint="LATENCY", nireq=1))
-    image: str = "openvino/model_server:2025.4"
+    # The OVMS release whose OpenVINO runtime matches the one that writes the IR (openvino==2026.4.1).
+    image: str = "openvino/model_server:2026.4.1"
     # The init container that syncs the models bucket into the pod (pod identity / IRSA / Secret).
     sync_image: str = "public.ecr.aws/aws-cli/aws-cli:2.27.50"
     grpc_port: int = 9000
@@ -651,6 +654,16 @@ class ArtifactPaths:
     @property
     def bench_results(self) -> Path:
         return self.root / "bench"
+
+
+def openvino_properties(performance_hint: str, num_streams: int, inference_threads: int) -> dict[str, Any]:
+    """OpenVINO CPU compile properties as OVMS names them (0 = derived from the hint)."""
+    properties: dict[str, Any] = {"PERFORMANCE_HINT": performance_hint}
+    if num_streams:
+        properties["NUM_STREAMS"] = num_streams
+    if inference_threads:
+        properties["INFERENCE_NUM_THREADS"] = inference_threads
+    return properties
 
 
 def defaults_mapping() -> dict[str, Any]:

@@ -46,8 +46,8 @@ from workloads.bench.scenarios import (
     run_batch,
     run_realtime,
 )
-from workloads.config import ServingConfig, ToolkitConfig
-from workloads.errors import BenchError, DatasetError
+from workloads.config import ServingConfig, ToolkitConfig, openvino_properties
+from workloads.errors import BenchError, DatasetError, ToolkitError
 from workloads.files import sha256_file
 from workloads.optimize.repository import existing_versions, served_name
 from workloads.telemetry import opt_out_of_openvino_telemetry
@@ -120,12 +120,7 @@ def find_published(
 
 def compile_config(serving: ServingConfig) -> dict[str, Any]:
     """The OpenVINO properties the local server compiles with (workloads.serving.model.RuntimeSettings)."""
-    properties: dict[str, Any] = {"PERFORMANCE_HINT": serving.performance_hint}
-    if serving.num_streams:
-        properties["NUM_STREAMS"] = serving.num_streams
-    if serving.inference_threads:
-        properties["INFERENCE_NUM_THREADS"] = serving.inference_threads
-    return properties
+    return openvino_properties(serving.performance_hint, serving.num_streams, serving.inference_threads)
 
 
 def read_local_endpoints(folder: Path) -> dict[str, Any]:
@@ -512,3 +507,19 @@ def summary_lines(document: dict[str, Any]) -> list[str]:
             f"(range {s['paper_avg_ms']['min']:.2f}–{s['paper_avg_ms']['max']:.2f}) · {subject}"
         )
     return lines
+
+
+def deployed_endpoints(
+    config: ToolkitConfig, *, target: str, pool: str | None = None
+) -> list[tuple[str, str]]:
+    """(pool, endpoint) pairs recorded by `invoke up --target aws|vsphere`, for ``bench.protocol``."""
+    from workloads.k8s.endpoints import load_endpoints
+
+    try:
+        recorded = load_endpoints(config, target=target)
+    except ToolkitError as exc:
+        raise BenchError(str(exc)) from None
+    if pool is not None and pool not in recorded:
+        raise BenchError(f"{target} has no pool {pool!r}; recorded pools: {', '.join(sorted(recorded))}")
+    pools = [pool] if pool is not None else sorted(recorded)
+    return [(name, recorded[name][config.bench.protocol]) for name in pools]

@@ -15,6 +15,7 @@ import openvino as ov
 from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
+from workloads.config import openvino_properties
 from workloads.errors import ServingError
 from workloads.serving.inputs import check_single_input, decode_images, encoded_images, tensor_batch
 from workloads.serving.kserve_server import check_version
@@ -35,12 +36,7 @@ class RuntimeSettings:
     nireq: int = 0
 
     def compile_properties(self) -> dict[str, Any]:
-        properties: dict[str, Any] = {"PERFORMANCE_HINT": self.performance_hint}
-        if self.num_streams:
-            properties["NUM_STREAMS"] = self.num_streams
-        if self.inference_threads:
-            properties["INFERENCE_NUM_THREADS"] = self.inference_threads
-        return properties
+        return openvino_properties(self.performance_hint, self.num_streams, self.inference_threads)
 
 
 class OpenVINOModel(kserve.Model):

@@ -1,0 +1,1 @@
+"""Infrastructure as code of the toolkit's targets."""

@@ -1,0 +1,1 @@
+"""The stacks of the AWS target; each composes constructs from infra.cdk.components."""

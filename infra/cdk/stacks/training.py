@@ -1,0 +1,73 @@
+"""The DL1 training instance and the monthly budget that watches the whole account's spend."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aws_cdk import CfnOutput
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
+from constructs import Construct
+
+from infra.cdk.acknowledge import acknowledge
+from infra.cdk.components.monthly_budget import MonthlyBudget, MonthlyBudgetProps
+from infra.cdk.components.training_instance import TrainingInstance, TrainingInstanceProps
+from infra.cdk.stacks.base import ZonedStack
+from workloads.deploy.aws_names import DL1_INSTANCE_ID
+
+
+@dataclass(frozen=True)
+class TrainingStackProps:
+    vpc: ec2.IVpc
+    subnets: ec2.SubnetSelection
+    instance_type: str
+    region: str
+    ami_id: str
+    volume_gib: int
+    idle_minutes: int
+    idle_cpu_percent: float
+    role: iam.IRole
+    budget_name: str
+    budget_usd: float
+    budget_email: str
+
+
+class TrainingStack(ZonedStack):
+    def __init__(
+        self, scope: Construct, construct_id: str, *, props: TrainingStackProps, **stack_args
+    ) -> None:
+        super().__init__(scope, construct_id, **stack_args)
+        training = TrainingInstance(
+            self,
+            "Dl1",
+            props=TrainingInstanceProps(
+                vpc=props.vpc,
+                subnets=props.subnets,
+                instance_type=props.instance_type,
+                region=props.region,
+                ami_id=props.ami_id,
+                volume_gib=props.volume_gib,
+                idle_minutes=props.idle_minutes,
+                idle_cpu_percent=props.idle_cpu_percent,
+                role=props.role,
+            ),
+        )
+        acknowledge(
+            training.instance,
+            rule="AwsSolutions-EC29",
+            reason="A disposable training machine: its state lives in S3, so termination must stay possible.",
+        )
+        for rule, reason in (
+            ("CloudFormation-Validate::W3010", "DL1 is offered in few zones; config names one that has it."),
+            ("CloudFormation-Validate::W9010", "The Habana AMI is pinned per region in config, by design."),
+        ):
+            acknowledge(training.instance, rule=rule, reason=reason)
+        self.instance = training.instance
+        self.budget = MonthlyBudget(
+            self,
+            "Budget",
+            props=MonthlyBudgetProps(
+                budget_name=props.budget_name, amount_usd=props.budget_usd, email=props.budget_email
+            ),
+        )
+        CfnOutput(self, DL1_INSTANCE_ID, value=training.instance.instance_id)

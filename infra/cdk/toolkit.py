@@ -1,0 +1,114 @@
+"""The whole AWS target from the typed toolkit config: which stacks, with which props.
+
+Every decision is taken here at synth time from the config; nothing reads the environment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aws_cdk import App, Environment, Validations
+from aws_cdk import aws_ec2 as ec2
+from cdk_nag import AwsSolutionsChecks, HIPAASecurityChecks
+
+from infra.cdk.stacks.cluster import ClusterStack, ClusterStackProps
+from infra.cdk.stacks.data import DataStack, DataStackProps
+from infra.cdk.stacks.network import NODES_SUBNETS, TRAINING_SUBNETS, NetworkStack, NetworkStackProps
+from infra.cdk.stacks.training import TrainingStack, TrainingStackProps
+from workloads.config import ToolkitConfig
+from workloads.deploy.aws_names import StackNames, cluster_name
+from workloads.errors import ConfigError
+
+# Context key through which `invoke up` hands the effective toolkit config (a JSON file) to the app.
+CONFIG_FILE_CONTEXT = "bmc:config-file"
+
+
+@dataclass(frozen=True)
+class ToolkitStacks:
+    network: NetworkStack
+    data: DataStack
+    cluster: ClusterStack
+    training: TrainingStack
+
+
+def add_stacks(app: App, *, config: ToolkitConfig, account: str | None) -> ToolkitStacks:
+    aws, kubernetes = config.aws, config.kubernetes
+    ami_id = aws.habana_ami_ids.get(aws.region)
+    if not ami_id:
+        raise ConfigError(
+            f"aws.habana_ami_ids has no Habana Deep Learning AMI for {aws.region}; pin one (aws ec2 "
+            "describe-images --owners amazon --filters 'Name=name,Values=*Deep Learning AMI Habana*')"
+        )
+    env = Environment(account=account, region=aws.region)
+    names = StackNames.for_prefix(aws.resource_prefix)
+    network = NetworkStack(
+        app,
+        names.network,
+        env=env,
+        zones=aws.availability_zones,
+        description="Bone-marrow toolkit: VPC, NAT, flow logs",
+        props=NetworkStackProps(
+            availability_zones=aws.availability_zones,
+            cidr=aws.vpc_cidr,
+            nat_gateways=aws.nat_gateways,
+            log_retention_days=aws.log_retention_days,
+        ),
+    )
+    data = DataStack(
+        app,
+        names.data,
+        env=env,
+        zones=aws.availability_zones,
+        description="Bone-marrow toolkit: data buckets and image repositories (kept by `invoke down`)",
+        props=DataStackProps(resource_prefix=aws.resource_prefix),
+    )
+    cluster = ClusterStack(
+        app,
+        names.cluster,
+        env=env,
+        zones=aws.availability_zones,
+        description="Bone-marrow toolkit: EKS cluster with c5 and c6i node groups",
+        props=ClusterStackProps(
+            cluster_name=cluster_name(aws.resource_prefix),
+            kubernetes_version=kubernetes.version,
+            vpc=network.vpc,
+            node_subnets=network.subnets(NODES_SUBNETS),
+            endpoint_public_cidrs=aws.endpoint_public_cidrs,
+            admin_principal_arns=aws.cluster_admin_arns,
+            pools={name: (pool, kubernetes.pool_labels(name, pool)) for name, pool in aws.pools.items()},
+            namespace=kubernetes.namespace,
+            model_sync_service_account=kubernetes.model_sync_service_account,
+            model_sync_role=data.model_sync_role,
+            log_retention_days=aws.log_retention_days,
+        ),
+    )
+    training = TrainingStack(
+        app,
+        names.training,
+        env=env,
+        zones=aws.availability_zones,
+        description="Bone-marrow toolkit: DL1 training instance and monthly budget",
+        props=TrainingStackProps(
+            vpc=network.vpc,
+            # One zone (the first): the instance's volume and subnet stay put across updates.
+            subnets=ec2.SubnetSelection(
+                subnet_group_name=TRAINING_SUBNETS, availability_zones=[aws.availability_zones[0]]
+            ),
+            instance_type=aws.dl1_instance_type,
+            region=aws.region,
+            ami_id=ami_id,
+            volume_gib=aws.dl1_volume_gib,
+            idle_minutes=aws.dl1_idle_minutes,
+            idle_cpu_percent=aws.dl1_idle_cpu_percent,
+            role=data.training_role,
+            budget_name=f"{aws.resource_prefix}-monthly",
+            budget_usd=aws.budget_monthly_usd,
+            budget_email=aws.budget_email,
+        ),
+    )
+    return ToolkitStacks(network=network, data=data, cluster=cluster, training=training)
+
+
+def add_compliance_checks(app: App) -> None:
+    """cdk-nag AwsSolutions and HIPAA Security: an unacknowledged finding stops synthesis."""
+    Validations.of(app).add_plugins(AwsSolutionsChecks(app), HIPAASecurityChecks(app))

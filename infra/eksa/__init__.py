@@ -1,0 +1,1 @@
+"""EKS Anywhere on vSphere: vCenter discovery, preflight checks and cluster spec rendering."""

@@ -1,0 +1,1 @@
+"""Container images (images/): docker buildx commands, registries, ECR login."""

@@ -1,0 +1,1 @@
+"""Deploying the toolkit's infrastructure and workloads to its targets."""
