@@ -302,6 +302,14 @@ SCENARIOS = {"batch": ("batch",), "realtime": ("realtime",), "all": ("batch", "r
         "concurrency": "concurrent requests in the batch scenario",
         "repetitions": "measured repetitions (>= 3; median and range reported)",
         "min_duration": "minimum seconds per repetition",
+        "in_cluster": "aws/vsphere: run the bench as a Job in the cluster next to OVMS (per pool), "
+        "read its result from the pod log and write it under <artifacts>/bench",
+        "image": "--in-cluster: the bench image (images/bench), e.g. REGISTRY/bench:TAG",
+        "artifacts_s3": "--in-cluster: s3://bucket/prefix holding the artifacts tree (models/, data/) "
+        "the Job syncs in",
+        "artifacts_pvc": "--in-cluster: PersistentVolumeClaim holding the artifacts tree instead of S3",
+        "s3_endpoint": "--in-cluster on vsphere: URL of an S3-compatible store (default: AWS S3)",
+        "print_result": "print the result JSON between marker lines (what the in-cluster Job does)",
         "artifacts_dir": "root folder of all artifacts (default: artifacts)",
     },
 )
@@ -319,16 +327,28 @@ def bench_run(
     concurrency=None,
     repetitions=None,
     min_duration=None,
+    in_cluster=False,
+    image=None,
+    artifacts_s3=None,
+    artifacts_pvc=None,
+    s3_endpoint=None,
+    print_result=False,
     artifacts_dir=None,
 ):
     """Benchmark batch (images/s) and real-time (latency) inference; writes JSON + CSV results."""
-    from workloads.bench.run import deployed_endpoints, run_bench
+    from workloads.bench.run import bench_targets, run_bench
 
-    if endpoint:
-        target = "endpoint"
-    elif target not in BENCH_TARGETS:
+    if target not in BENCH_TARGETS:
         choices = ", ".join(BENCH_TARGETS)
         raise Exit(f"error: unknown target {target!r}; choose {choices} or --endpoint", code=2)
+    if in_cluster and (target == "local" or endpoint or runtime != "server"):
+        raise Exit("error: --in-cluster needs --target aws or vsphere, no --endpoint, runtime server", code=2)
+    if in_cluster and not image:
+        raise Exit("error: --in-cluster needs the bench image: --image REGISTRY/bench:TAG", code=2)
+    if not in_cluster and (image or artifacts_s3 or artifacts_pvc or s3_endpoint):
+        raise Exit(
+            "error: --image, --artifacts-s3/-pvc and --s3-endpoint apply only with --in-cluster", code=2
+        )
     if scenario not in SCENARIOS:
         raise Exit(f"error: unknown scenario {scenario!r}; choose batch, realtime or all", code=2)
     if runtime not in ("server", "openvino", "tensorflow"):
@@ -344,20 +364,50 @@ def bench_run(
         repetitions=repetitions,
         min_duration_seconds=min_duration,
     )
-    if target in ("aws", "vsphere") and runtime == "server":
-        pools = run_step(deployed_endpoints, config, target=target, pool=pool)
-    else:
-        pools = [(pool, endpoint)]
+    if in_cluster:
+        _bench_in_cluster(config, target, pool, image, artifacts_s3, artifacts_pvc, s3_endpoint)
+        return
+    try:
+        label, pools = bench_targets(config, target=target, endpoint=endpoint, pool=pool, runtime=runtime)
+    except ToolkitError as exc:
+        raise Exit(f"error: {exc}", code=1 if not endpoint else 2) from None
     for pool_name, pool_endpoint in pools:
-        run_step(
+        document, _path = run_step(
             run_bench,
             config,
-            target=target,
+            target=label,
             endpoint=pool_endpoint,
             pool=pool_name,
             runtime=runtime,
             scenarios=SCENARIOS[scenario],
         )
+        if print_result:
+            from workloads.bench.in_cluster import framed_result
+
+            print(framed_result(document), flush=True)
+
+
+def _bench_in_cluster(config, target, pool, image, artifacts_s3, artifacts_pvc, s3_endpoint):
+    from workloads.bench import in_cluster
+
+    artifacts = run_step(
+        in_cluster.artifacts_source,
+        config,
+        target=target,
+        s3_uri=artifacts_s3,
+        pvc=artifacts_pvc,
+        endpoint_url=s3_endpoint or "",
+    )
+    kubeconfig = run_step(in_cluster.kubeconfig_for, config, target)
+    run_step(
+        in_cluster.run_in_cluster,
+        config,
+        target=target,
+        pool=pool,
+        image=image or "",
+        kubeconfig=kubeconfig,
+        artifacts=artifacts,
+    )
 
 
 @task(

@@ -523,3 +523,27 @@ def deployed_endpoints(
         raise BenchError(f"{target} has no pool {pool!r}; recorded pools: {', '.join(sorted(recorded))}")
     pools = [pool] if pool is not None else sorted(recorded)
     return [(name, recorded[name][config.bench.protocol]) for name in pools]
+
+
+def bench_targets(
+    config: ToolkitConfig, *, target: str, endpoint: str | None, pool: str | None, runtime: str = "server"
+) -> tuple[str, list[tuple[str | None, str | None]]]:
+    """The result's target label and the (pool, endpoint) pairs to measure, from the task's flags.
+
+    ``--endpoint`` alone (or with ``--target local``) is labelled "endpoint"; with ``--target aws`` or
+    ``vsphere`` it keeps that label and ``--pool`` (the in-cluster Job measures its pool's Service
+    this way); ``--target aws|vsphere`` alone measures the endpoints `invoke up` recorded.
+    """
+    if target not in ("local", "endpoint", "aws", "vsphere"):
+        raise BenchError(f"unknown target {target!r}; choose local, aws, vsphere or --endpoint")
+    if endpoint:
+        if target in ("aws", "vsphere"):
+            if runtime == "server" and not pool:
+                raise BenchError(f"--endpoint with --target {target} needs --pool (the pool it serves)")
+            return target, [(pool, endpoint)]
+        return "endpoint", [(pool, endpoint)]
+    if target == "endpoint":
+        raise BenchError("target endpoint needs --endpoint (the server's REST URL or gRPC host:port)")
+    if target in ("aws", "vsphere") and runtime == "server":
+        return target, [(name, url) for name, url in deployed_endpoints(config, target=target, pool=pool)]
+    return target, [(pool, endpoint)]

@@ -36,6 +36,7 @@ class BenchJobSpec:
     cpus: int = 1
     memory_mib: int = 2048
     deadline_seconds: int = 3600
+    target: str | None = None  # aws or vsphere: label the result with it and print it for the toolkit
 
     def job_name(self) -> str:
         return self.name or f"bench-{self.pool}"
@@ -47,12 +48,16 @@ def service_endpoints(config: ToolkitConfig, pool: str) -> dict[str, str]:
     return {"rest": f"http://{host}:{config.ovms.rest_port}", "grpc": f"{host}:{config.ovms.grpc_port}"}
 
 
-def bench_command(config: ToolkitConfig, pool: str) -> list[str]:
+def bench_command(config: ToolkitConfig, pool: str, target: str | None = None) -> list[str]:
+    """`invoke bench` against the pool's Service; with ``target`` (aws, vsphere) the result is labelled
+    with that target and pool, and printed between marker lines for `invoke bench --in-cluster`."""
     bench = config.bench
     endpoints = service_endpoints(config, pool)
+    labels = ["--target", target, "--pool", pool, "--print-result"] if target else []
     return [
         "invoke", "bench",
         "--endpoint", endpoints[bench.protocol],
+        *labels,
         "--protocol", bench.protocol,
         "--precision", bench.precision,
         "--input-format", bench.input_format,
@@ -72,7 +77,7 @@ def job_documents(config: ToolkitConfig, spec: BenchJobSpec) -> list[dict[str, A
     bench = {
         "name": "bench",
         "image": spec.image,
-        "command": bench_command(config, spec.pool),
+        "command": bench_command(config, spec.pool, spec.target),
         "env": [{"name": "HOME", "value": "/tmp"}],
         "volumeMounts": [{"name": "artifacts", "mountPath": ARTIFACTS}, {"name": "tmp", "mountPath": "/tmp"}],
         "resources": guaranteed(spec.cpus, spec.memory_mib),
@@ -176,6 +181,9 @@ def render_bench_job(config: ToolkitConfig, *, cluster: Cluster, spec: BenchJobS
     if spec.pool not in cluster_pools(config, cluster):
         known = ", ".join(sorted(cluster_pools(config, cluster)))
         raise DeployError(f"unknown pool {spec.pool!r} for {cluster}; known: {known}")
+    expected = {"eks": "aws", "eksa": "vsphere"}[cluster]
+    if spec.target is not None and spec.target != expected:
+        raise DeployError(f"bench job target {spec.target!r} does not run on {cluster}; use {expected!r}")
     if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,50}[a-z0-9])?", spec.job_name()):
         raise DeployError(f"bench job name must be a short DNS label, got {spec.job_name()!r}")
     if isinstance(spec.artifacts, str) and not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", spec.artifacts):

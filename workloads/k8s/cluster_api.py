@@ -42,6 +42,7 @@ class DynamicClusterApi:
             raise DeployError(f"kubeconfig {kubeconfig} not found; create the cluster first")
         try:
             api_client = kube_config.new_client_from_config(config_file=str(kubeconfig), context=context)
+            self._api_client = api_client
             self._client = dynamic.DynamicClient(api_client)
         except ConfigException as exc:
             raise DeployError(f"kubeconfig {kubeconfig} is unusable: {' '.join(str(exc).split())}") from None
@@ -100,3 +101,24 @@ class DynamicClusterApi:
                 return False
             raise DeployError(f"deleting {kind}/{name} failed ({exc.status}): {_api_message(exc)}") from None
         return True
+
+    def job_log(self, *, name: str, namespace: str, container: str) -> str:
+        """The log of ``container`` in the newest pod of Job ``name`` (label job-name=<name>)."""
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+
+        core = client.CoreV1Api(self._api_client)
+        try:
+            pods = core.list_namespaced_pod(namespace, label_selector=f"job-name={name}").items
+            if not pods:
+                raise DeployError(f"Job {name} has no pod in namespace {namespace}")
+            newest = max(pods, key=lambda p: str(p.metadata.creation_timestamp or ""))
+            # Raw bytes: the client would otherwise json.loads a log that happens to be one JSON value.
+            response = core.read_namespaced_pod_log(
+                newest.metadata.name, namespace, container=container, _preload_content=False
+            )
+            return response.data.decode("utf-8", errors="replace")
+        except ApiException as exc:
+            raise DeployError(
+                f"reading the log of Job {name} failed ({exc.status}): {_api_message(exc)}"
+            ) from None

@@ -10,7 +10,6 @@ from workloads.k8s.model_source import BakedModelSource, ModelSource, S3ModelSou
 from workloads.k8s.render import Cluster, render_serving
 
 CLUSTERS: dict[str, Cluster] = {"aws": "eks", "vsphere": "eksa"}
-MODEL_SYNC_SERVICE_ACCOUNT = "ovms-model-sync"
 
 
 def model_source_for(
@@ -38,7 +37,7 @@ def model_source_for(
             bucket=bucket,
             prefix=prefix,
             region=config.aws.region,
-            service_account=MODEL_SYNC_SERVICE_ACCOUNT,
+            service_account=config.kubernetes.model_sync_service_account,
             role_arn=role_arn,
         )
     return SecretS3ModelSource(
