@@ -287,6 +287,7 @@ SCENARIOS = {"batch": ("batch",), "realtime": ("realtime",), "all": ("batch", "r
 
 
 @task(
+    auto_shortflags=False,  # too many flags for one-letter forms to stay meaningful
     name="run",
     default=True,
     help={
