@@ -11,6 +11,8 @@ from aws_cdk import App, Environment, Validations
 from aws_cdk import aws_ec2 as ec2
 from cdk_nag import AwsSolutionsChecks, HIPAASecurityChecks
 
+from infra.cdk.components.monthly_budget import MonthlyBudgetProps
+from infra.cdk.components.training_instance import TrainingInstanceProps
 from infra.cdk.stacks.cluster import ClusterStack, ClusterStackProps
 from infra.cdk.stacks.data import DataStack, DataStackProps
 from infra.cdk.stacks.network import NODES_SUBNETS, TRAINING_SUBNETS, NetworkStack, NetworkStackProps
@@ -89,21 +91,25 @@ def add_stacks(app: App, *, config: ToolkitConfig, account: str | None) -> Toolk
         zones=aws.availability_zones,
         description="Bone-marrow toolkit: DL1 training instance and monthly budget",
         props=TrainingStackProps(
-            vpc=network.vpc,
-            # One zone (the first): the instance's volume and subnet stay put across updates.
-            subnets=ec2.SubnetSelection(
-                subnet_group_name=TRAINING_SUBNETS, availability_zones=[aws.availability_zones[0]]
+            instance=TrainingInstanceProps(
+                vpc=network.vpc,
+                # One zone (the first): the instance's volume and subnet stay put across updates.
+                subnets=ec2.SubnetSelection(
+                    subnet_group_name=TRAINING_SUBNETS, availability_zones=[aws.availability_zones[0]]
+                ),
+                instance_type=aws.dl1_instance_type,
+                region=aws.region,
+                ami_id=ami_id,
+                volume_gib=aws.dl1_volume_gib,
+                idle_minutes=aws.dl1_idle_minutes,
+                idle_cpu_percent=aws.dl1_idle_cpu_percent,
+                role=data.training_role,
             ),
-            instance_type=aws.dl1_instance_type,
-            region=aws.region,
-            ami_id=ami_id,
-            volume_gib=aws.dl1_volume_gib,
-            idle_minutes=aws.dl1_idle_minutes,
-            idle_cpu_percent=aws.dl1_idle_cpu_percent,
-            role=data.training_role,
-            budget_name=f"{aws.resource_prefix}-monthly",
-            budget_usd=aws.budget_monthly_usd,
-            budget_email=aws.budget_email,
+            budget=MonthlyBudgetProps(
+                budget_name=f"{aws.resource_prefix}-monthly",
+                amount_usd=aws.budget_monthly_usd,
+                email=aws.budget_email,
+            ),
         ),
     )
     return ToolkitStacks(network=network, data=data, cluster=cluster, training=training)

@@ -26,8 +26,8 @@ from workloads.k8s.cluster_api import ClusterApi
 from workloads.k8s.model_source import S3ModelSource, SecretS3ModelSource
 from workloads.k8s.render import cluster_pools
 from workloads.k8s.targets import CLUSTERS
+from workloads.progress import Progress, print_progress
 
-Progress = Callable[[str], None]
 RESULT_BEGIN = "--- bmc-result-begin ---"
 RESULT_END = "--- bmc-result-end ---"
 BENCH_CONTAINER = "bench"
@@ -145,7 +145,7 @@ def run_in_cluster(
     image: str,
     kubeconfig: Path,
     artifacts: s3sync.S3Location | str,
-    progress: Progress = print,
+    progress: Progress = print_progress,
     api: JobClusterApi | None = None,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
     clock: Callable[[], float] = time.monotonic,

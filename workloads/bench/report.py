@@ -22,11 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from workloads.bench.results import model_version_label
-from workloads.data.progress import print_progress
 from workloads.errors import BenchError
 from workloads.files import atomic_write_text, temporary_sibling
-
-Progress = Callable[[str], None]
+from workloads.progress import Progress, print_progress
 
 SCHEMA_VERSION = 1
 TARGET_ORDER = ("local", "aws", "vsphere", "endpoint", "in-process")

@@ -50,15 +50,11 @@ from workloads.config import ServingConfig, ToolkitConfig, openvino_properties
 from workloads.errors import BenchError, DatasetError, ToolkitError
 from workloads.files import sha256_file
 from workloads.optimize.repository import existing_versions, served_name
+from workloads.progress import Progress, print_progress
 from workloads.telemetry import opt_out_of_openvino_telemetry
 
-Progress = Callable[[str], None]
 RUNTIMES = ("server", "openvino", "tensorflow")
 ENDPOINTS_FILE = "endpoints.json"  # written by workloads.serving.local
-
-
-def _print(message: str) -> None:
-    print(message, flush=True)
 
 
 # --- what is benchmarked ----------------------------------------------------------------------
@@ -323,7 +319,7 @@ def run_bench(
     runtime: str = "server",
     scenarios: Sequence[str] = SCENARIOS,
     pool: str | None = None,
-    progress: Progress = _print,
+    progress: Progress = print_progress,
     retry: RetryPolicy = DEFAULT_RETRY,
 ) -> tuple[dict[str, Any], Path]:
     """Benchmark one model on one target; returns the results document and its JSON path.

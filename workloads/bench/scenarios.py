@@ -27,8 +27,8 @@ import numpy as np
 from workloads.bench.clients import InferenceClient
 from workloads.bench.stats import latency_figures, summary
 from workloads.errors import BenchError
+from workloads.progress import Progress
 
-Progress = Callable[[str], None]
 SCENARIOS = ("batch", "realtime")
 
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 from workloads.config import ToolkitConfig
 from workloads.errors import DeployError
+from workloads.progress import Progress, print_progress
 
 IMAGES = ("train", "ovms", "bench")
 Variant = str  # "gaudi" or "cpu" (training image only)
-Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,7 @@ def run_commands(
     commands: Sequence[Command],
     *,
     dry_run: bool,
-    progress: Progress = print,
+    progress: Progress = print_progress,
     runner: Callable[..., subprocess.CompletedProcess] = subprocess.run,
 ) -> None:
     """Print (dry run) or run each command in order; a failure stops with one line."""

@@ -15,9 +15,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from workloads.data.layout import DATASET_DIRNAME, locate_dataset
-from workloads.data.progress import Progress, print_progress
 from workloads.errors import DatasetError
 from workloads.files import atomic_write_text
+from workloads.progress import Progress, print_progress
 
 DOWNLOAD_STAMP = ".download.json"
 _FALLBACK = "or use --source local --path DIR"

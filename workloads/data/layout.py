@@ -26,8 +26,8 @@ from pathlib import Path
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 from workloads.classes import CLASS_CODES
-from workloads.data.progress import Progress, print_progress
 from workloads.errors import DatasetError
+from workloads.progress import Progress, print_progress
 
 DATASET_DIRNAME = "bone_marrow_cell_dataset"
 ABBREVIATIONS_FILENAME = "abbreviations.csv"

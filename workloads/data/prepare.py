@@ -8,9 +8,9 @@ from workloads.config import ToolkitConfig
 from workloads.data.kaggle import download
 from workloads.data.layout import scan_dataset
 from workloads.data.manifest import SplitManifest
-from workloads.data.progress import Progress, print_progress
 from workloads.data.split import build_manifest
 from workloads.data.synthetic import generate_dataset
+from workloads.progress import Progress, print_progress
 
 
 def prepare_data(config: ToolkitConfig, *, progress: Progress = print_progress) -> SplitManifest:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,8 +36,8 @@ from workloads.k8s import apply as k8s_apply
 from workloads.k8s import endpoints as k8s_endpoints
 from workloads.k8s import render as k8s_render
 from workloads.k8s.model_source import S3ModelSource
+from workloads.progress import Progress, print_progress
 
-Progress = Callable[[str], None]
 TARGET = "aws"
 # Where the OVMS model repository lives in the models bucket (what the sync init container reads).
 MODEL_PREFIX = "ovms"
@@ -97,7 +96,7 @@ def up(
     runner: Any,
     dry_run: bool = False,
     session: Any = None,
-    progress: Progress = print,
+    progress: Progress = print_progress,
 ) -> UpResult:
     session = session or _session(config)
     paths = aws_paths(config)
@@ -179,7 +178,7 @@ def up(
 
 
 def down(
-    config: ToolkitConfig, *, runner: Any, session: Any = None, progress: Progress = print
+    config: ToolkitConfig, *, runner: Any, session: Any = None, progress: Progress = print_progress
 ) -> DownResult:
     session = session or _session(config)
     paths = aws_paths(config)

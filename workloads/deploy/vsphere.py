@@ -17,8 +17,8 @@ from infra.eksa.inventory import Inventory, discover
 from infra.eksa.render import write_spec
 from infra.eksa.spec import build_values
 from workloads.config import ToolkitConfig
-from workloads.data.progress import Progress, print_progress
 from workloads.errors import DeployError
+from workloads.progress import Progress, print_progress
 
 if TYPE_CHECKING:
     from workloads.k8s.model_source import ModelSource

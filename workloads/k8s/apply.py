@@ -11,8 +11,8 @@ import yaml
 
 from workloads.errors import DeployError
 from workloads.k8s.cluster_api import ClusterApi, DynamicClusterApi
+from workloads.progress import Progress, print_progress
 
-Progress = Callable[[str], None]
 POLL_SECONDS = 5.0
 
 
@@ -70,7 +70,7 @@ def apply_manifests(
     kubeconfig: Path,
     context: str | None = None,
     wait_timeout_s: float = 600,
-    progress: Progress = print,
+    progress: Progress = print_progress,
     api: ClusterApi | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
@@ -108,7 +108,7 @@ def delete_manifests(
     *,
     kubeconfig: Path,
     context: str | None = None,
-    progress: Progress = print,
+    progress: Progress = print_progress,
     api: ClusterApi | None = None,
 ) -> None:
     """Delete every document, namespaced objects before their Namespace; absent ones are fine."""
@@ -126,7 +126,7 @@ def wait_for_job(
     name: str,
     namespace: str,
     timeout_s: float,
-    progress: Progress = print,
+    progress: Progress = print_progress,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> None:

@@ -21,9 +21,9 @@ from workloads.images import load_batch
 from workloads.metrics import classification_metrics
 from workloads.optimize.convert import INPUT_NAME, OUTPUT_NAME
 from workloads.optimize.selection import LabelledImage
+from workloads.progress import Progress
 
 Predictor = Callable[[np.ndarray], np.ndarray]
-Progress = Callable[[str], None]
 EVAL_BATCH_SIZE = 32
 
 

@@ -17,7 +17,6 @@ import json
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,19 +34,15 @@ from workloads.optimize.parity import ParityResult, check_parity
 from workloads.optimize.quantize import PRESET_NAME, Int8Budget, check_int8_budget, quantize_int8
 from workloads.optimize.repository import PublishedModel, publish
 from workloads.optimize.selection import LabelledImage, SplitEntries, class_balanced_sample
+from workloads.progress import Progress, print_progress
 from workloads.telemetry import opt_out_of_openvino_telemetry
 
-Progress = Callable[[str], None]
 SAVED_MODEL_DIR = "saved_model"
 MODEL_CARD_FILE = "model_card.json"
 OPENVINO_DIR = "openvino"
 REPORT_FILE = "optimization.json"
 REFERENCE = "tf"
 REPORT_SCHEMA_VERSION = 1
-
-
-def _print(message: str) -> None:
-    print(message, flush=True)
 
 
 @dataclass(frozen=True)
@@ -127,7 +122,7 @@ def load_trained_run(run_dir: Path) -> TrainedRun:
 
 
 def run_optimize(
-    config: ToolkitConfig, run_dir: Path, manifest: SplitEntries, *, progress: Progress = _print
+    config: ToolkitConfig, run_dir: Path, manifest: SplitEntries, *, progress: Progress = print_progress
 ) -> OptimizeResult:
     opt_out_of_openvino_telemetry()
     opt = config.optimize

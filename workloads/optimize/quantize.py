@@ -9,7 +9,7 @@ because INT8 must stay within ``optimize.int8_max_accuracy_drop`` points of FP32
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,8 +17,8 @@ import numpy as np
 import openvino as ov
 
 from workloads.images import load_image
+from workloads.progress import Progress
 
-Progress = Callable[[str], None]
 PRESET_NAME = "mixed"
 
 

@@ -13,7 +13,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,14 +21,13 @@ from typing import Any
 from workloads.errors import OptimizationError
 from workloads.files import sha256_file, write_json_atomic
 from workloads.optimize.convert import IR_BIN, IR_XML
+from workloads.progress import Progress, print_progress
 
 CONFIG_FILE = "config.json"
 MODEL_CARD_FILE = "model_card.json"
 STAGING_PREFIX = ".staging-"  # not an integer, so OVMS never treats it as a version
 # Where the OVMS container sees the repository (mounted at /models), for config.json base paths.
 SERVER_MOUNT = "/models"
-
-Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -74,7 +73,7 @@ def publish(
     model_card: Path,
     *,
     server_mount: str = SERVER_MOUNT,
-    progress: Progress = print,
+    progress: Progress = print_progress,
 ) -> list[PublishedModel]:
     """Publish IR folders (precision → folder holding model.xml + model.bin) as one new version.
 

@@ -20,7 +20,6 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -30,9 +29,8 @@ import workloads
 from workloads.config import ToolkitConfig
 from workloads.errors import ServingError
 from workloads.files import atomic_write_text
+from workloads.progress import Progress, print_progress
 from workloads.serving.repository import ServedModel, find_model, find_models
-
-Progress = Callable[[str], None]
 
 PID_FILE = "server.pid"
 LOG_FILE = "server.log"
@@ -41,10 +39,6 @@ SERVER_MODULE = "workloads.serving.server"
 RUNTIME = "kserve-openvino"
 STOP_GRACE_SECONDS = 15.0
 PROGRESS_EVERY_SECONDS = 5.0
-
-
-def _print(message: str) -> None:
-    print(message, flush=True)
 
 
 @dataclass(frozen=True)
@@ -70,7 +64,7 @@ class ServerInfo:
         return cls(**{k: v for k, v in data.items() if k in names})
 
 
-def start(config: ToolkitConfig, *, progress: Progress = _print) -> ServerInfo:
+def start(config: ToolkitConfig, *, progress: Progress = print_progress) -> ServerInfo:
     """Start the local model server (or find it running) and wait until it is ready."""
     serving = config.serving
     folder = config.paths.local_server
@@ -126,7 +120,7 @@ def start(config: ToolkitConfig, *, progress: Progress = _print) -> ServerInfo:
     return info
 
 
-def stop(config: ToolkitConfig, *, progress: Progress = _print) -> bool:
+def stop(config: ToolkitConfig, *, progress: Progress = print_progress) -> bool:
     """Stop the local model server; False (and a line saying so) when none was running."""
     folder = config.paths.local_server
     pid = _read_pid(folder)

@@ -22,9 +22,9 @@ from workloads.config import ToolkitConfig, TrainConfig
 from workloads.containers.build import image_tags
 from workloads.data.manifest import SplitManifest
 from workloads.errors import TrainingError
+from workloads.progress import Progress, print_progress
 from workloads.training import s3_exchange
 
-Progress = Callable[[str], None]
 HOST_ROOT = "/opt/bmc"
 CONTAINER_DATA = Path("/data")
 CONTAINER_RUNS = "/runs"
@@ -204,7 +204,7 @@ def train_on_dl1(
     run_id: str,
     resume: bool = False,
     session: Any | None = None,
-    progress: Progress = print,
+    progress: Progress = print_progress,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Path:
     """Run training on the DL1 instance and download the finished run; returns its local directory."""

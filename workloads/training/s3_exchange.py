@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from workloads.data.manifest import SplitManifest, relative_posix
 from workloads.errors import TrainingError
 from workloads.files import replace_directory, temporary_sibling
+from workloads.progress import Progress, print_progress
 
-Progress = Callable[[str], None]
 MANIFEST_KEY = "split.json"
 FILES_DIR = "dataset"
 
@@ -42,7 +41,7 @@ def upload_dataset(
     bucket: str,
     prefix: str,
     remote_root: Path,
-    progress: Progress = print,
+    progress: Progress = print_progress,
 ) -> str:
     """Upload the manifest's images (skipping objects already there with the same sha256) and the
     relocated manifest, last. Returns the manifest's key."""
@@ -70,7 +69,9 @@ def _existing_sha256(s3: Any, bucket: str, prefix: str) -> dict[str, str]:
     return found
 
 
-def download_run(s3: Any, *, bucket: str, prefix: str, target: Path, progress: Progress = print) -> Path:
+def download_run(
+    s3: Any, *, bucket: str, prefix: str, target: Path, progress: Progress = print_progress
+) -> Path:
     """Download a run directory written remotely; it appears at ``target`` complete or not at all."""
     staging = temporary_sibling(target, "download")
     count = 0

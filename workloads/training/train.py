@@ -17,7 +17,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,13 +29,13 @@ from workloads.config import ToolkitConfig, TrainConfig, load_config
 from workloads.errors import ToolkitError, TrainingError
 from workloads.files import write_json_atomic
 from workloads.metrics import classification_metrics
+from workloads.progress import Progress, print_progress
 from workloads.training import dataset as datasets
 from workloads.training.devices import configure_cpu_threads_env, select_device
 from workloads.training.keras_compat import import_tf_and_keras, keras_version
 from workloads.training.model import OUTPUT_NAME, build_model, freeze_for_head_training, unfreeze_top
 from workloads.training.report import model_card, model_card_markdown, save_confusion_matrix
 
-Progress = Callable[[str], None]
 # Fields that must match when resuming: they change the graph or the data.
 RESUME_INVARIANTS = ("backbone", "weights", "image_size", "batch_size", "seed")
 
@@ -45,10 +45,6 @@ class TrainResult:
     run_dir: Path
     metrics: dict[str, Any]
     saved_model: Path
-
-
-def _print(message: str) -> None:
-    print(message, flush=True)
 
 
 def new_run_id(now: dt.datetime | None = None) -> str:
@@ -88,7 +84,7 @@ def run_training(
     runs_dir: Path | None = None,
     run_id: str | None = None,
     resume: bool = False,
-    progress: Progress = _print,
+    progress: Progress = print_progress,
     extra_callbacks: Sequence[Any] = (),
 ) -> TrainResult:
     from workloads.data.manifest import SplitManifest

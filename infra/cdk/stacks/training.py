@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from aws_cdk import CfnOutput
-from aws_cdk import aws_ec2 as ec2
-from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from infra.cdk.acknowledge import acknowledge
@@ -18,18 +16,8 @@ from workloads.deploy.aws_names import DL1_INSTANCE_ID
 
 @dataclass(frozen=True)
 class TrainingStackProps:
-    vpc: ec2.IVpc
-    subnets: ec2.SubnetSelection
-    instance_type: str
-    region: str
-    ami_id: str
-    volume_gib: int
-    idle_minutes: int
-    idle_cpu_percent: float
-    role: iam.IRole
-    budget_name: str
-    budget_usd: float
-    budget_email: str
+    instance: TrainingInstanceProps
+    budget: MonthlyBudgetProps
 
 
 class TrainingStack(ZonedStack):
@@ -37,21 +25,7 @@ class TrainingStack(ZonedStack):
         self, scope: Construct, construct_id: str, *, props: TrainingStackProps, **stack_args
     ) -> None:
         super().__init__(scope, construct_id, **stack_args)
-        training = TrainingInstance(
-            self,
-            "Dl1",
-            props=TrainingInstanceProps(
-                vpc=props.vpc,
-                subnets=props.subnets,
-                instance_type=props.instance_type,
-                region=props.region,
-                ami_id=props.ami_id,
-                volume_gib=props.volume_gib,
-                idle_minutes=props.idle_minutes,
-                idle_cpu_percent=props.idle_cpu_percent,
-                role=props.role,
-            ),
-        )
+        training = TrainingInstance(self, "Dl1", props=props.instance)
         acknowledge(
             training.instance,
             rule="AwsSolutions-EC29",
@@ -63,11 +37,5 @@ class TrainingStack(ZonedStack):
         ):
             acknowledge(training.instance, rule=rule, reason=reason)
         self.instance = training.instance
-        self.budget = MonthlyBudget(
-            self,
-            "Budget",
-            props=MonthlyBudgetProps(
-                budget_name=props.budget_name, amount_usd=props.budget_usd, email=props.budget_email
-            ),
-        )
+        self.budget = MonthlyBudget(self, "Budget", props=props.budget)
         CfnOutput(self, DL1_INSTANCE_ID, value=training.instance.instance_id)
