@@ -70,11 +70,14 @@ def main() -> int:
         "--rounds", type=int, default=3, help="table 2: interleaved rounds (tool, then benchmark_app)"
     )
     parser.add_argument("--tables", default="1,2,3", help="which tables to measure, e.g. 2 or 1,3")
+    parser.add_argument(
+        "--concurrency", type=int, help="batch scenario: requests in flight (default: bench.concurrency)"
+    )
     args = parser.parse_args()
     tables = {int(t) for t in args.tables.split(",")}
 
     config = load_config({"artifacts_dir": args.artifacts_dir})
-    config = replace(config, "bench", precision=args.precision)
+    config = replace(config, "bench", precision=args.precision, concurrency=args.concurrency)
     start(config, progress=quiet)
 
     def bench(runtime: str, scenarios=("batch", "realtime"), **bench_changes) -> dict:
