@@ -1,6 +1,6 @@
 """Invoke CLI of the bone-marrow toolkit. `invoke --list` shows every task; `invoke --help TASK` its flags.
 
-Configuration: typed defaults in workloads/config.py, overridden by `invoke.yaml` (key `bmc`),
+Configuration: typed defaults in contracts/config.py, overridden by `invoke.yaml` (key `bmc`),
 then by `INVOKE_BMC_<SECTION>_<KEY>` environment variables, then by the flags below.
 The tasks only parse arguments and report; the work happens in `workloads`.
 """
@@ -13,8 +13,8 @@ from typing import Any
 
 from invoke import Collection, Exit, task
 
-from workloads.config import ToolkitConfig, defaults_mapping, load_config, replace
-from workloads.errors import ToolkitError
+from contracts.config import ToolkitConfig, defaults_mapping, load_config, replace
+from contracts.errors import ToolkitError
 
 # Settings of the local embedded demo (`invoke pipeline`): synthetic data, no download,
 # a short CPU training run. Real runs use `invoke data/train/optimize` with the defaults.
@@ -42,7 +42,7 @@ def _as_strings(value: Any) -> Any:
 
     Invoke casts an environment variable to the type of the value it overrides, and its casts
     are lax (any non-empty string is a true bool, "abc" for an int is a traceback). As strings,
-    every value reaches workloads.config, which parses and validates it with a one-line error.
+    every value reaches contracts.config, which parses and validates it with a one-line error.
     """
     if isinstance(value, dict):
         return {k: _as_strings(v) for k, v in value.items()}

@@ -94,9 +94,9 @@ def cdk_context() -> dict:
 def synthesize(settings: dict, *, checks: bool = True) -> Synthesis:
     from aws_cdk import App
 
+    from contracts.aws_names import StackNames
+    from contracts.config import load_config
     from infra.cdk.toolkit import add_compliance_checks, add_stacks
-    from workloads.config import load_config
-    from workloads.deploy.aws_names import StackNames
 
     config = load_config(settings)
     outdir = Path(tempfile.mkdtemp(prefix="cdk-test-"))

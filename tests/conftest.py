@@ -82,7 +82,7 @@ def served_repository(synthetic_split: Path) -> Path:
     Returns the artifacts folder: ``models/bone-marrow-<fp32|int8>/<version>/model.xml|bin``.
     Treat the repository as read-only.
     """
-    from workloads.config import load_config
+    from contracts.config import load_config
     from workloads.data.manifest import SplitManifest
     from workloads.optimize.pipeline import run_optimize
     from workloads.training.train import run_training

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from workloads.config import load_config
+from contracts.config import load_config
 from workloads.serving import local
 from workloads.serving.local import ServerInfo
 

@@ -11,6 +11,7 @@ import openvino.opset13 as ops
 import pytest
 from PIL import Image
 
+from contracts.errors import BenchError
 from workloads.bench.clients import (
     BadRequest,
     GrpcClient,
@@ -27,7 +28,6 @@ from workloads.bench.clients import (
     with_retries,
 )
 from workloads.bench.run import detect_runtime
-from workloads.errors import BenchError
 
 S = 16
 FAST = RetryPolicy(

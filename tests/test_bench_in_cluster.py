@@ -14,6 +14,8 @@ from test_bench_results import document
 from test_k8s_apply import Clock, FakeApi
 from test_tasks import invoke
 
+from contracts.config import load_config
+from contracts.errors import BenchError
 from workloads.bench.in_cluster import (
     RESULT_BEGIN,
     RESULT_END,
@@ -25,8 +27,6 @@ from workloads.bench.in_cluster import (
 )
 from workloads.bench.results import CSV_FILE
 from workloads.bench.run import bench_targets
-from workloads.config import load_config
-from workloads.errors import BenchError
 from workloads.k8s.bench_job import BenchJobSpec, bench_command, render_bench_job
 from workloads.k8s.model_source import S3ModelSource, SecretS3ModelSource
 

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from test_bench_clients import S, tiny_ir
 
+from contracts.errors import BenchError
 from workloads.bench.clients import OpenVinoClient, RetryPolicy
 from workloads.bench.known_answer import (
     REMOTE_TOLERANCE,
@@ -12,7 +13,6 @@ from workloads.bench.known_answer import (
     check_known_answer,
     compare,
 )
-from workloads.errors import BenchError
 
 RETRY = RetryPolicy(ready_deadline_seconds=0.1)
 OTHER_CLASS = 20

@@ -8,6 +8,7 @@ import pytest
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse, deserialize_bytes_tensor
 
+from contracts.errors import BenchError
 from workloads.bench.payloads import (
     HEADER_LENGTH,
     decode_grpc_response,
@@ -18,7 +19,6 @@ from workloads.bench.payloads import (
     serialize_bytes_elements,
     tensor_payload,
 )
-from workloads.errors import BenchError
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from contracts.errors import BenchError
 from workloads.bench import report
 from workloads.bench.report import (
     bar_chart,
@@ -18,7 +19,6 @@ from workloads.bench.report import (
     short_cpu_name,
     write_report,
 )
-from workloads.errors import BenchError
 
 XEON_ICX = "Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz"  # AVX-512 VNNI
 XEON_SKX = "Intel(R) Xeon(R) Platinum 8124M CPU @ 3.00GHz"  # AVX-512, no VNNI

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from contracts.errors import BenchError
 from workloads.bench.cpuinfo import cpu_info, parse_cpuinfo
 from workloads.bench.results import (
     CSV_COLUMNS,
@@ -15,7 +16,6 @@ from workloads.bench.results import (
     write_results,
 )
 from workloads.bench.scenarios import BatchRepetition, BatchResult, RealtimeRepetition, RealtimeResult
-from workloads.errors import BenchError
 
 CPUINFO = """\
 processor\t: 0

@@ -6,10 +6,10 @@ import time
 import pytest
 from loopback import free_ports
 
+from contracts.config import load_config
+from contracts.errors import BenchError
 from workloads.bench.clients import RetryPolicy
 from workloads.bench.run import run_bench
-from workloads.config import load_config
-from workloads.errors import BenchError
 
 RETRY = RetryPolicy(
     connect_attempts=3, backoff_seconds=0.05, max_backoff_seconds=0.1, ready_deadline_seconds=1.0

@@ -6,6 +6,7 @@ import time
 import numpy as np
 import pytest
 
+from contracts.errors import BenchError
 from workloads.bench.clients import InferenceClient, ModelMetadata
 from workloads.bench.scenarios import (
     Prepared,
@@ -15,7 +16,6 @@ from workloads.bench.scenarios import (
     run_load,
     run_realtime,
 )
-from workloads.errors import BenchError
 
 
 class FakeClient(InferenceClient):

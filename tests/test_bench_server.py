@@ -21,6 +21,9 @@ import pytest
 from loopback import free_ports
 from test_bench_clients import tiny_ir
 
+from contracts.config import load_config
+from contracts.errors import BenchError
+from contracts.files import sha256_file
 from workloads.bench.clients import (
     BadRequest,
     GrpcClient,
@@ -34,10 +37,7 @@ from workloads.bench.clients import (
 from workloads.bench.inputs import load_bench_images
 from workloads.bench.results import CSV_COLUMNS, validate_results
 from workloads.bench.run import run_bench
-from workloads.config import load_config
 from workloads.data.manifest import SplitManifest
-from workloads.errors import BenchError
-from workloads.files import sha256_file
 from workloads.serving import local
 
 pytestmark = pytest.mark.slow

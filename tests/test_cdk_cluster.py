@@ -7,7 +7,7 @@ import json
 
 from cdk_synthesis import ADMIN_ARN, SETTINGS, synthesize, synthesized
 
-from workloads.config import load_config
+from contracts.config import load_config
 
 
 def _cluster(synth) -> dict:

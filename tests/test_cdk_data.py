@@ -7,7 +7,7 @@ import json
 from aws_cdk.assertions import Match
 from cdk_synthesis import synthesized
 
-from workloads.deploy.aws_names import BUCKET_KINDS, REPOSITORY_KINDS
+from contracts.aws_names import BUCKET_KINDS, REPOSITORY_KINDS
 
 
 def _data_buckets(synth):

@@ -2,8 +2,8 @@ import dataclasses
 
 import pytest
 
-from workloads.config import ToolkitConfig, defaults_mapping, load_config, replace
-from workloads.errors import ConfigError
+from contracts.config import ToolkitConfig, defaults_mapping, load_config, replace
+from contracts.errors import ConfigError
 
 
 def test_defaults_round_trip_through_plain_data():

@@ -9,9 +9,9 @@ from pathlib import Path
 import kagglehub
 import pytest
 
+from contracts.errors import DatasetError
 from workloads.data import kaggle
 from workloads.data.kaggle import DOWNLOAD_STAMP, download, find_credentials, require_credentials
-from workloads.errors import DatasetError
 
 HANDLE = "andrewmvd/bone-marrow-cell-classification"
 ENV_VARS = ("KAGGLE_API_TOKEN", "KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_CONFIG_DIR", "KAGGLE_API_V1_TOKEN")

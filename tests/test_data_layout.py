@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageFile
 
+from contracts.errors import DatasetError
 from workloads.classes import CLASS_CODES, CLASS_MEANINGS
 from workloads.data import layout
 from workloads.data.layout import (
@@ -19,7 +20,6 @@ from workloads.data.layout import (
     read_abbreviations,
     scan_dataset,
 )
-from workloads.errors import DatasetError
 
 DS = "bone_marrow_cell_dataset"
 

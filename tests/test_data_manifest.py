@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from contracts.errors import DatasetError
 from workloads.classes import CLASS_CODES
 from workloads.data.layout import DatasetScan, ExcludedFile, ScannedImage
 from workloads.data.manifest import SCHEMA_VERSION, ManifestEntry, SplitManifest
 from workloads.data.split import build_manifest
-from workloads.errors import DatasetError
 
 
 @pytest.fixture

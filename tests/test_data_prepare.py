@@ -8,10 +8,10 @@ from pathlib import Path
 import kagglehub
 import pytest
 
+from contracts.config import load_config
+from contracts.errors import DatasetError
 from workloads.classes import CLASS_CODES
-from workloads.config import load_config
 from workloads.data import SplitManifest, prepare_data
-from workloads.errors import DatasetError
 
 
 def config(tmp_path: Path, **data):

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from contracts.errors import DatasetError
 from workloads.classes import CLASS_CODES
 from workloads.data.layout import DatasetScan, ScannedImage
 from workloads.data.split import build_manifest, split_class, split_sizes
-from workloads.errors import DatasetError
 
 
 def fake_scan(root: Path, counts: dict[str, int], reverse: bool = False) -> DatasetScan:

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from contracts.errors import DatasetError
 from workloads.classes import CLASS_CODES, CLASS_MEANINGS
 from workloads.data import synthetic
 from workloads.data.layout import read_abbreviations
 from workloads.data.synthetic import STAMP_FILENAME, draw_cell, generate_dataset, image_relpath
-from workloads.errors import DatasetError
 
 DS = "bone_marrow_cell_dataset"
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from invoke import MockContext, Result
 
+from contracts.errors import DeployError
 from workloads.deploy.cdk_cli import REPO, CdkCli
-from workloads.errors import DeployError
 
 CDK = "node_modules/.bin/cdk"
 

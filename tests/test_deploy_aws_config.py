@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from workloads.config import load_config
-from workloads.errors import ConfigError
+from contracts.config import load_config
+from contracts.errors import ConfigError
 
 
 def test_defaults_load_and_private_endpoint_is_the_default():

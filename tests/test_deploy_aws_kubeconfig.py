@@ -16,9 +16,9 @@ import pytest
 import yaml
 from moto_aws import REGION, moto_session  # noqa: F401 (fixture)
 
+from contracts.errors import DeployError
 from workloads.deploy.eks_token import eks_token, exec_credential
 from workloads.deploy.kubeconfig import write_kubeconfig
-from workloads.errors import DeployError
 
 
 def test_kubeconfig_points_at_the_cluster_and_authenticates_through_the_token_module(

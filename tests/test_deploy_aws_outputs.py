@@ -7,9 +7,9 @@ import json
 import pytest
 from moto_aws import moto_session  # noqa: F401 (fixture)
 
-from workloads.deploy.aws_names import StackNames
+from contracts.aws_names import StackNames
+from contracts.errors import DeployError
 from workloads.deploy.aws_outputs import deployed_outputs, load_outputs_file, outputs_from_cloudformation
-from workloads.errors import DeployError
 
 NAMES = StackNames.for_prefix("bmtest")
 

@@ -6,8 +6,8 @@ import pytest
 from botocore.exceptions import ClientError, NoCredentialsError
 from moto_aws import REGION, Dl1Ec2, DlQuota, moto_session  # noqa: F401 (fixture)
 
+from contracts.errors import DeployError
 from workloads.deploy import aws_preflight as preflight
-from workloads.errors import DeployError
 
 
 class Raising:

@@ -14,10 +14,10 @@ from invoke import MockContext, Result
 from moto_aws import REGION, Dl1Ec2, DlQuota, MotoSession, moto_session  # noqa: F401 (fixture)
 from test_deploy_aws_outputs import sample_outputs
 
-from workloads.config import load_config
+from contracts.config import load_config
+from contracts.errors import DeployError
 from workloads.deploy import aws
 from workloads.deploy.cdk_cli import CdkCli
-from workloads.errors import DeployError
 
 ROLE_SESSION = "arn:aws:sts::123456789012:assumed-role/Deployer/alice"
 

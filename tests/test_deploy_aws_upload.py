@@ -10,8 +10,8 @@ import pytest
 from botocore.exceptions import EndpointConnectionError
 from moto_aws import REGION, moto_session  # noqa: F401 (fixture)
 
+from contracts.errors import DeployError
 from workloads.deploy.model_upload import MiB, upload_directory
-from workloads.errors import DeployError
 
 BUCKET = "bm-models"
 PART = 5 * MiB  # S3's smallest part size

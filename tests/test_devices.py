@@ -3,7 +3,7 @@ import types
 
 import pytest
 
-from workloads.errors import TrainingError
+from contracts.errors import TrainingError
 from workloads.training import devices
 
 

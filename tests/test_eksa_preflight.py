@@ -10,10 +10,10 @@ import pytest
 from vcsim import harness
 from vcsim.harness import Vcsim, create_inventory, lab_settings
 
+from contracts.config import load_config
 from infra.eksa import preflight
 from infra.eksa.client import VsphereClient
 from infra.eksa.errors import PreflightError, VsphereLoginError
-from workloads.config import load_config
 from workloads.deploy import vsphere
 
 # The simulator fixtures: a binary built once per session, a lab simulator per module.

@@ -11,11 +11,11 @@ import yaml
 from vcsim import harness
 from vcsim.harness import Vcsim, lab_settings
 
+from contracts.config import load_config
 from infra.eksa import crds
 from infra.eksa.errors import SpecValidationError
 from infra.eksa.render import _ENV, render_documents, validate_stream, write_spec
 from infra.eksa.spec import build_values
-from workloads.config import load_config
 from workloads.deploy import vsphere
 
 # The simulator fixtures: a binary built once per session, a lab simulator per module.

@@ -10,10 +10,10 @@ import pytest
 from vcsim import harness
 from vcsim.harness import Vcsim, lab_settings
 
+from contracts.config import load_config
+from contracts.errors import DeployError
 from infra.eksa import preflight
-from workloads.config import load_config
 from workloads.deploy import vsphere
-from workloads.errors import DeployError
 
 # The simulator fixtures: a binary built once per session, a lab simulator per module.
 lab, vcsim_binary, vsphere_env = harness.lab, harness.vcsim_binary, harness.vsphere_env

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from workloads.config import load_config
+from contracts.config import load_config
+from contracts.errors import DeployError
 from workloads.containers.build import buildx_command, plan_builds
 from workloads.containers.workflow import build_images
-from workloads.errors import DeployError
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILES = sorted((ROOT / "images").glob("*/Dockerfile"))

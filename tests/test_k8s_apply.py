@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from workloads.config import load_config
-from workloads.errors import DeployError
+from contracts.config import load_config
+from contracts.errors import DeployError
 from workloads.k8s.apply import apply_manifests, delete_manifests, rollout_state, wait_for_job
 from workloads.k8s.cluster_api import DynamicClusterApi
 from workloads.k8s.endpoints import load_endpoints, record_endpoints

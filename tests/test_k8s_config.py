@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from workloads.config import load_config
-from workloads.errors import ConfigError
+from contracts.config import load_config
+from contracts.errors import ConfigError
 
 
 def test_defaults() -> None:
@@ -45,7 +45,7 @@ def test_bad_values_are_one_line(overrides: dict, message: str) -> None:
 def test_pinned_ovms_release_matches_the_openvino_that_writes_the_ir():
     from importlib import metadata
 
-    from workloads.config import ToolkitConfig
+    from contracts.config import ToolkitConfig
 
     tag = ToolkitConfig().ovms.image.rsplit(":", 1)[1]
     assert tag == metadata.version("openvino"), "bump ovms.image with the openvino pin (IR compatibility)"

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from workloads.config import load_config
-from workloads.errors import DeployError
+from contracts.config import load_config
+from contracts.errors import DeployError
 from workloads.k8s.bench_job import BenchJobSpec, render_bench_job
 from workloads.k8s.model_source import BakedModelSource, S3ModelSource, SecretS3ModelSource
 from workloads.k8s.render import parse_and_validate, render_serving

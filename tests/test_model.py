@@ -2,7 +2,7 @@ import dataclasses
 
 import pytest
 
-from workloads.errors import TrainingError
+from contracts.errors import TrainingError
 from workloads.training.keras_compat import import_tf_and_keras, keras_version
 from workloads.training.model import (
     BACKBONES,

@@ -18,9 +18,9 @@ import tensorflow as tf
 import tf_keras as keras
 from PIL import Image
 
+from contracts.config import OptimizeConfig, ToolkitConfig
+from contracts.errors import OptimizationError
 from workloads.classes import CLASS_CODES
-from workloads.config import OptimizeConfig, ToolkitConfig
-from workloads.errors import OptimizationError
 from workloads.images import load_batch
 from workloads.optimize import pipeline
 from workloads.optimize.convert import convert_saved_model, save_ir

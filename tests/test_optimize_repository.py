@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from workloads.errors import OptimizationError
+from contracts.errors import OptimizationError
 from workloads.optimize import repository
 from workloads.optimize.repository import existing_versions, next_version, publish, update_server_config
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from contracts.config import ToolkitConfig
+from contracts.errors import OptimizationError
 from workloads.classes import CLASS_CODES
-from workloads.config import ToolkitConfig
-from workloads.errors import OptimizationError
 from workloads.optimize.evaluate import evaluate_variants
 from workloads.optimize.parity import compare_probabilities
 from workloads.optimize.pipeline import latest_run, load_trained_run, run_optimize

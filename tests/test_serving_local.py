@@ -13,8 +13,8 @@ import urllib.request
 import pytest
 from loopback import free_ports
 
-from workloads.config import load_config
-from workloads.errors import ServingError
+from contracts.config import load_config
+from contracts.errors import ServingError
 from workloads.serving import local
 from workloads.serving.repository import find_model
 

@@ -11,8 +11,8 @@ import pytest
 from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferInput, InferRequest
 
+from contracts.errors import ServingError
 from workloads.classes import CLASS_CODES
-from workloads.errors import ServingError
 from workloads.serving.model import OpenVINOModel, RuntimeSettings
 from workloads.serving.repository import find_model
 

@@ -15,7 +15,7 @@ from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferInput
 from PIL import Image
 
-from workloads.errors import ServingError
+from contracts.errors import ServingError
 from workloads.images import load_image
 from workloads.serving import local, server
 from workloads.serving.binary import decode_binary_request

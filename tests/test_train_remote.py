@@ -10,9 +10,9 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from workloads.config import load_config
+from contracts.config import load_config
+from contracts.errors import TrainingError
 from workloads.data.manifest import SplitManifest
-from workloads.errors import TrainingError
 from workloads.training import s3_exchange
 from workloads.training.remote import RemoteRun, remote_script, stream_command, train_arguments, train_on_dl1
 

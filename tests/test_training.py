@@ -4,9 +4,9 @@ import json
 
 import pytest
 
+from contracts.config import load_config
+from contracts.errors import TrainingError
 from workloads.classes import CLASS_CODES
-from workloads.config import load_config
-from workloads.errors import TrainingError
 from workloads.training.keras_compat import import_tf_and_keras
 from workloads.training.train import main, resolve_run_dir, run_training
 

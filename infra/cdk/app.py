@@ -13,9 +13,9 @@ from pathlib import Path
 
 from aws_cdk import App
 
+from contracts.config import load_config
+from contracts.errors import ToolkitError
 from infra.cdk.toolkit import CONFIG_FILE_CONTEXT, add_compliance_checks, add_stacks
-from workloads.config import load_config
-from workloads.errors import ToolkitError
 
 
 def main() -> None:

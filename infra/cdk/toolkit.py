@@ -11,15 +11,15 @@ from aws_cdk import App, Environment, Validations
 from aws_cdk import aws_ec2 as ec2
 from cdk_nag import AwsSolutionsChecks, HIPAASecurityChecks
 
+from contracts.aws_names import StackNames, cluster_name
+from contracts.config import ToolkitConfig
+from contracts.errors import ConfigError
 from infra.cdk.components.monthly_budget import MonthlyBudgetProps
 from infra.cdk.components.training_instance import TrainingInstanceProps
 from infra.cdk.stacks.cluster import ClusterStack, ClusterStackProps
 from infra.cdk.stacks.data import DataStack, DataStackProps
 from infra.cdk.stacks.network import NODES_SUBNETS, TRAINING_SUBNETS, NetworkStack, NetworkStackProps
 from infra.cdk.stacks.training import TrainingStack, TrainingStackProps
-from workloads.config import ToolkitConfig
-from workloads.deploy.aws_names import StackNames, cluster_name
-from workloads.errors import ConfigError
 
 # Context key through which `invoke up` hands the effective toolkit config (a JSON file) to the app.
 CONFIG_FILE_CONTEXT = "bmc:config-file"

@@ -8,8 +8,8 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+from contracts.errors import DeployError
 from infra.eksa.client import PASSWORD_ENV, USERNAME_ENV, Credentials
-from workloads.errors import DeployError
 
 INSTALL_HINT = (
     "install eksctl and its anywhere plugin: https://anywhere.eks.amazonaws.com/docs/getting-started/install/"

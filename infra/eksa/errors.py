@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from workloads.errors import ToolkitError
+from contracts.errors import ToolkitError
 
 
 class VsphereError(ToolkitError):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from workloads.config import VsphereConfig
+from contracts.config import VsphereConfig
 
 # The datacenter folder each kind of item sits under (vCenter's fixed layout).
 _FOLDERS = {

@@ -13,12 +13,12 @@ import socket
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from contracts.config import ToolkitConfig
 from infra.eksa.client import VsphereClient
 from infra.eksa.errors import PreflightError
 from infra.eksa.inventory import Inventory
 from infra.eksa.paths import InventoryPaths, resolve
 from infra.eksa.spec import SpecValues, build_values
-from workloads.config import ToolkitConfig
 
 MIN_VCENTER = (7, 0)
 MAX_CLUSTER_NAME = 35

@@ -8,10 +8,10 @@ from pathlib import Path
 import jinja2
 import yaml
 
+from contracts.files import atomic_write_text
 from infra.eksa.crds import validate_document
 from infra.eksa.errors import SpecValidationError
 from infra.eksa.spec import SpecValues
-from workloads.files import atomic_write_text
 
 TEMPLATES = Path(__file__).parent / "templates"
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from contracts.config import ToolkitConfig, VsphereMachineSize
 from infra.eksa.paths import InventoryPaths, resolve
 from infra.eksa.tls import normalize_thumbprint
-from workloads.config import ToolkitConfig, VsphereMachineSize
 
 API_VERSION = "anywhere.eks.amazonaws.com/v1alpha1"
 # The login user of each OS image family (EKS Anywhere's own defaults).

@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from contracts.errors import BenchError
 from workloads.bench.payloads import (
     INPUT_NAME,
     OUTPUT_NAME,
@@ -36,7 +37,6 @@ from workloads.bench.payloads import (
     encode_rest_request,
     tensor_payload,
 )
-from workloads.errors import BenchError
 from workloads.images import load_image
 
 T = TypeVar("T")

@@ -16,9 +16,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from contracts.config import ToolkitConfig
+from contracts.errors import BenchError, DeployError
 from workloads.bench.results import validate_results, write_results
-from workloads.config import ToolkitConfig
-from workloads.errors import BenchError, DeployError
 from workloads.k8s import s3sync
 from workloads.k8s.apply import apply_manifests, wait_for_job
 from workloads.k8s.bench_job import BenchJobSpec, render_bench_job

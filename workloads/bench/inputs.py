@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from contracts.errors import BenchError
 from workloads.bench.payloads import Batch
-from workloads.errors import BenchError
 from workloads.images import load_image
 from workloads.optimize.selection import LabelledImage, SplitEntries, class_balanced_sample
 

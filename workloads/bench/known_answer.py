@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from contracts.errors import BenchError
 from workloads.bench.clients import InferenceClient, RetryPolicy, with_retries
 from workloads.bench.payloads import Batch
-from workloads.errors import BenchError
 
 # max |Δ probability| allowed between the reference and the served answers.
 SAME_MACHINE_TOLERANCE = 1e-3

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from workloads.errors import BenchError
+from contracts.errors import BenchError
 
 INPUT_NAME = "image"
 OUTPUT_NAME = "probabilities"

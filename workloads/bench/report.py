@@ -21,9 +21,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from contracts.errors import BenchError
+from contracts.files import atomic_write_text, temporary_sibling
 from workloads.bench.results import model_version_label
-from workloads.errors import BenchError
-from workloads.files import atomic_write_text, temporary_sibling
 from workloads.progress import Progress, print_progress
 
 SCHEMA_VERSION = 1

@@ -18,8 +18,8 @@ from typing import Any
 
 import jsonschema
 
-from workloads.errors import BenchError
-from workloads.files import atomic_write_text
+from contracts.errors import BenchError
+from contracts.files import atomic_write_text
 
 SCHEMA_VERSION = 1
 CSV_FILE = "results.csv"

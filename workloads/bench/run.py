@@ -16,6 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import workloads
+from contracts.config import ServingConfig, ToolkitConfig, openvino_properties
+from contracts.errors import BenchError, DatasetError, ToolkitError
+from contracts.files import sha256_file
 from workloads.bench.clients import (
     DEFAULT_RETRY,
     GrpcClient,
@@ -46,9 +49,6 @@ from workloads.bench.scenarios import (
     run_batch,
     run_realtime,
 )
-from workloads.config import ServingConfig, ToolkitConfig, openvino_properties
-from workloads.errors import BenchError, DatasetError, ToolkitError
-from workloads.files import sha256_file
 from workloads.optimize.repository import existing_versions, served_name
 from workloads.progress import Progress, print_progress
 from workloads.telemetry import opt_out_of_openvino_telemetry

@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
+from contracts.errors import BenchError
 from workloads.bench.clients import InferenceClient
 from workloads.bench.stats import latency_figures, summary
-from workloads.errors import BenchError
 from workloads.progress import Progress
 
 SCENARIOS = ("batch", "realtime")

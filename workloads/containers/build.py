@@ -9,8 +9,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from workloads.config import ToolkitConfig
-from workloads.errors import DeployError
+from contracts.config import ToolkitConfig
+from contracts.errors import DeployError
 from workloads.progress import Progress, print_progress
 
 IMAGES = ("train", "ovms", "bench")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from workloads.config import ToolkitConfig
+from contracts.config import ToolkitConfig
+from contracts.errors import DeployError
 from workloads.containers.build import Command
-from workloads.errors import DeployError
 
 UNKNOWN_ACCOUNT = "<aws-account-id>"
 

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from workloads.config import ToolkitConfig
+from contracts.config import ToolkitConfig
 from workloads.containers.build import IMAGES, Command, buildx_command, plan_builds, run_commands
 from workloads.containers.registry import resolve_registry
 

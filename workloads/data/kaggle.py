@@ -14,9 +14,9 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
+from contracts.errors import DatasetError
+from contracts.files import atomic_write_text
 from workloads.data.layout import DATASET_DIRNAME, locate_dataset
-from workloads.errors import DatasetError
-from workloads.files import atomic_write_text
 from workloads.progress import Progress, print_progress
 
 DOWNLOAD_STAMP = ".download.json"

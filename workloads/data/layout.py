@@ -25,8 +25,8 @@ from pathlib import Path
 
 from PIL import Image, ImageFile, UnidentifiedImageError
 
+from contracts.errors import DatasetError
 from workloads.classes import CLASS_CODES
-from workloads.errors import DatasetError
 from workloads.progress import Progress, print_progress
 
 DATASET_DIRNAME = "bone_marrow_cell_dataset"

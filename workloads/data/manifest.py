@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from contracts.errors import DatasetError
+from contracts.files import atomic_write_text
 from workloads.classes import CLASS_CODES, CLASS_MEANINGS
 from workloads.data.layout import ExcludedFile
-from workloads.errors import DatasetError
-from workloads.files import atomic_write_text
 
 SCHEMA_VERSION = 1
 SPLITS = ("train", "val", "test")

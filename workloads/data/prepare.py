@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from workloads.config import ToolkitConfig
+from contracts.config import ToolkitConfig
 from workloads.data.kaggle import download
 from workloads.data.layout import scan_dataset
 from workloads.data.manifest import SplitManifest

@@ -9,10 +9,10 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TypeVar
 
+from contracts.errors import DatasetError
 from workloads.classes import CLASS_CODES
 from workloads.data.layout import DatasetScan, ScannedImage
 from workloads.data.manifest import SPLITS, ManifestEntry, SplitManifest, relative_posix
-from workloads.errors import DatasetError
 
 T = TypeVar("T")
 

@@ -26,11 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
+from contracts.errors import DatasetError
+from contracts.files import replace_directory, temporary_sibling
 from workloads.classes import CLASS_CODES, CLASS_MEANINGS
 from workloads.data.cells import draw_cell
 from workloads.data.layout import ABBREVIATIONS_FILENAME, DATASET_DIRNAME
-from workloads.errors import DatasetError
-from workloads.files import replace_directory, temporary_sibling
 from workloads.progress import Progress, print_progress
 
 __all__ = ["STAMP_FILENAME", "draw_cell", "generate_dataset", "image_relpath"]

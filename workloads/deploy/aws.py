@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from workloads.config import ToolkitConfig, replace
+from contracts.aws_names import StackNames
+from contracts.config import ToolkitConfig, replace
+from contracts.errors import DeployError
 from workloads.deploy import aws_preflight as preflight
-from workloads.deploy.aws_names import StackNames
 from workloads.deploy.aws_outputs import (
     DataOutputs,
     DeployedOutputs,
@@ -31,7 +32,6 @@ from workloads.deploy.cdk_cli import CdkCli
 from workloads.deploy.kubeconfig import write_kubeconfig
 from workloads.deploy.model_upload import UploadSummary, upload_directory
 from workloads.deploy.service_endpoints import service_endpoints
-from workloads.errors import DeployError
 from workloads.k8s import apply as k8s_apply
 from workloads.k8s import endpoints as k8s_endpoints
 from workloads.k8s import render as k8s_render

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from workloads.deploy.aws_names import (
+from contracts.aws_names import (
     BUCKET_KINDS,
     CLUSTER_ENDPOINT,
     CLUSTER_NAME,
@@ -20,7 +20,7 @@ from workloads.deploy.aws_names import (
     nodegroup_output,
     repository_output,
 )
-from workloads.errors import DeployError
+from contracts.errors import DeployError
 
 Outputs = dict[str, dict[str, str]]  # stack name -> output key -> value
 

@@ -20,7 +20,7 @@ from botocore.exceptions import (
     TokenRetrievalError,
 )
 
-from workloads.errors import DeployError
+from contracts.errors import DeployError
 
 BOOTSTRAP_PARAMETER = "/cdk-bootstrap/hnb659fds/version"
 # Service Quotas: "Running On-Demand DL instances" (vCPUs), the quota dl1.* instances count against.

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from contracts.errors import DeployError
 from workloads.deploy.aws_preflight import explain_cdk_failure
-from workloads.errors import DeployError
 
 CONFIG_FILE_CONTEXT = "bmc:config-file"  # read by infra/cdk/app.py
 REPO = Path(__file__).resolve().parents[2]

@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 from botocore.exceptions import ClientError
 
-from workloads.errors import DeployError
+from contracts.errors import DeployError
 
 
 def write_kubeconfig(

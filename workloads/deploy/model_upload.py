@@ -19,7 +19,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from workloads.errors import DeployError
+from contracts.errors import DeployError
 
 MiB = 1024 * 1024
 PART_SIZE = 16 * MiB

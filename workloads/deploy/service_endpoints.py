@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from workloads.errors import DeployError
+from contracts.errors import DeployError
 
 
 def service_endpoints(paths: list[Path], *, label_domain: str) -> dict[str, dict[str, str]]:

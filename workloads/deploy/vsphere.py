@@ -10,14 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from contracts.config import ToolkitConfig
+from contracts.errors import DeployError
 from infra.eksa import eksctl, preflight
 from infra.eksa.client import VsphereClient, credentials_from_env
 from infra.eksa.errors import PreflightError
 from infra.eksa.inventory import Inventory, discover
 from infra.eksa.render import write_spec
 from infra.eksa.spec import build_values
-from workloads.config import ToolkitConfig
-from workloads.errors import DeployError
 from workloads.progress import Progress, print_progress
 
 if TYPE_CHECKING:

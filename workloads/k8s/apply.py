@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from workloads.errors import DeployError
+from contracts.errors import DeployError
 from workloads.k8s.cluster_api import ClusterApi, DynamicClusterApi
 from workloads.progress import Progress, print_progress
 

@@ -7,8 +7,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from workloads.config import ToolkitConfig
-from workloads.errors import DeployError
+from contracts.config import ToolkitConfig
+from contracts.errors import DeployError
 from workloads.k8s import s3sync
 from workloads.k8s.render import Cluster, cluster_pools, write_validated
 from workloads.k8s.security import container_security, guaranteed, pod_security

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any, Protocol
 
-from workloads.errors import DeployError
+from contracts.errors import DeployError
 
 FIELD_MANAGER = "bmc-toolkit"
 

@@ -7,9 +7,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from workloads.config import ToolkitConfig
-from workloads.errors import DeployError
-from workloads.files import atomic_write_text
+from contracts.config import ToolkitConfig
+from contracts.errors import DeployError
+from contracts.files import atomic_write_text
 
 ENDPOINTS_FILE = "endpoints.json"
 

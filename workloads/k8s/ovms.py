@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from workloads.config import OvmsTuning, ToolkitConfig, openvino_properties
+from contracts.config import OvmsTuning, ToolkitConfig, openvino_properties
 from workloads.optimize.repository import served_name
 
 CONFIG_MOUNT = "/config"

@@ -7,9 +7,9 @@ from typing import Any, Literal
 
 import yaml
 
-from workloads.config import NodePoolConfig, ToolkitConfig
-from workloads.errors import DeployError
-from workloads.files import atomic_write_text
+from contracts.config import NodePoolConfig, ToolkitConfig
+from contracts.errors import DeployError
+from contracts.files import atomic_write_text
 from workloads.k8s.model_source import BakedModelSource, ModelSource, S3ModelSource, SecretS3ModelSource
 from workloads.k8s.serving import namespace_documents, pool_documents
 from workloads.k8s.validate import check_version, validate_document

@@ -6,7 +6,7 @@ import hashlib
 import json
 from typing import Any
 
-from workloads.config import NodePoolConfig, ToolkitConfig
+from contracts.config import NodePoolConfig, ToolkitConfig
 from workloads.k8s import s3sync
 from workloads.k8s.model_source import BakedModelSource, ModelSource, S3ModelSource
 from workloads.k8s.ovms import CONFIG_MOUNT, MODELS_MOUNT, OVMS_UID, server_args, server_config

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from workloads.config import ToolkitConfig
-from workloads.errors import DeployError
+from contracts.config import ToolkitConfig
+from contracts.errors import DeployError
 from workloads.k8s.model_source import BakedModelSource, ModelSource, S3ModelSource, SecretS3ModelSource
 from workloads.k8s.render import Cluster, render_serving
 

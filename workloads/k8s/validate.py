@@ -11,7 +11,7 @@ import kubernetes_validate
 from kubernetes_validate import utils as kv_utils
 from referencing import Registry, Resource
 
-from workloads.errors import DeployError
+from contracts.errors import DeployError
 
 
 def supported_versions() -> list[str]:

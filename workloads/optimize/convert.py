@@ -11,7 +11,7 @@ from pathlib import Path
 
 import openvino as ov
 
-from workloads.errors import OptimizationError
+from contracts.errors import OptimizationError
 
 INPUT_NAME = "image"
 OUTPUT_NAME = "probabilities"

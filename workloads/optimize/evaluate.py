@@ -16,7 +16,7 @@ import numpy as np
 import openvino as ov
 import openvino.properties.hint as hints
 
-from workloads.errors import OptimizationError
+from contracts.errors import OptimizationError
 from workloads.images import load_batch
 from workloads.metrics import classification_metrics
 from workloads.optimize.convert import INPUT_NAME, OUTPUT_NAME

@@ -23,10 +23,10 @@ from typing import Any
 
 import openvino as ov
 
+from contracts.config import OptimizeConfig, ToolkitConfig
+from contracts.errors import OptimizationError
+from contracts.files import write_json_atomic
 from workloads.classes import CLASS_CODES
-from workloads.config import OptimizeConfig, ToolkitConfig
-from workloads.errors import OptimizationError
-from workloads.files import write_json_atomic
 from workloads.images import load_batch
 from workloads.optimize.convert import IR_BIN, convert_saved_model, save_ir
 from workloads.optimize.evaluate import Predictor, evaluate_variants, openvino_predictor, tensorflow_predictor

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from workloads.errors import OptimizationError
-from workloads.files import sha256_file, write_json_atomic
+from contracts.errors import OptimizationError
+from contracts.files import sha256_file, write_json_atomic
 from workloads.optimize.convert import IR_BIN, IR_XML
 from workloads.progress import Progress, print_progress
 

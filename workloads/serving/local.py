@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import workloads
-from workloads.config import ToolkitConfig
-from workloads.errors import ServingError
-from workloads.files import atomic_write_text
+from contracts.config import ToolkitConfig
+from contracts.errors import ServingError
+from contracts.files import atomic_write_text
 from workloads.progress import Progress, print_progress
 from workloads.serving.repository import ServedModel, find_model, find_models
 

@@ -15,8 +15,8 @@ import openvino as ov
 from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
-from workloads.config import openvino_properties
-from workloads.errors import ServingError
+from contracts.config import openvino_properties
+from contracts.errors import ServingError
 from workloads.serving.inputs import check_single_input, decode_images, encoded_images, tensor_batch
 from workloads.serving.kserve_server import check_version
 from workloads.serving.repository import ServedModel

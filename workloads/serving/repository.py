@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from workloads.errors import ServingError
-from workloads.files import sha256_file
+from contracts.errors import ServingError
+from contracts.files import sha256_file
 from workloads.optimize.repository import existing_versions
 
 MODEL_XML = "model.xml"

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import openvino as ov
 
-from workloads.errors import ServingError, ToolkitError
+from contracts.errors import ServingError, ToolkitError
 from workloads.serving.kserve_server import LoopbackModelServer, configure_quiet_logging
 from workloads.serving.model import OpenVINOModel, RuntimeSettings
 from workloads.serving.repository import find_models

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from workloads.errors import TrainingError
+from contracts.errors import TrainingError
 
 HABANA_MODULE = "habana_frameworks.tensorflow"
 

@@ -12,7 +12,7 @@ import os
 from importlib import metadata
 from types import ModuleType
 
-from workloads.errors import TrainingError
+from contracts.errors import TrainingError
 
 
 def import_tf_and_keras() -> tuple[ModuleType, ModuleType]:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from workloads.errors import TrainingError
+from contracts.errors import TrainingError
 
 INPUT_NAME = "image"
 OUTPUT_NAME = "probabilities"

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from workloads.config import ToolkitConfig, TrainConfig
+from contracts.config import ToolkitConfig, TrainConfig
+from contracts.errors import TrainingError
 from workloads.containers.build import image_tags
 from workloads.data.manifest import SplitManifest
-from workloads.errors import TrainingError
 from workloads.progress import Progress, print_progress
 from workloads.training import s3_exchange
 

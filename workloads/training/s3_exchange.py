@@ -11,9 +11,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from contracts.errors import TrainingError
+from contracts.files import replace_directory, temporary_sibling
 from workloads.data.manifest import SplitManifest, relative_posix
-from workloads.errors import TrainingError
-from workloads.files import replace_directory, temporary_sibling
 from workloads.progress import Progress, print_progress
 
 MANIFEST_KEY = "split.json"

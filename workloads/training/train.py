@@ -24,10 +24,10 @@ from typing import Any
 
 import numpy as np
 
+from contracts.config import ToolkitConfig, TrainConfig, load_config
+from contracts.errors import ToolkitError, TrainingError
+from contracts.files import write_json_atomic
 from workloads.classes import CLASS_CODES, NUM_CLASSES
-from workloads.config import ToolkitConfig, TrainConfig, load_config
-from workloads.errors import ToolkitError, TrainingError
-from workloads.files import write_json_atomic
 from workloads.metrics import classification_metrics
 from workloads.progress import Progress, print_progress
 from workloads.training import dataset as datasets

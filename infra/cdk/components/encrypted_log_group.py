@@ -10,7 +10,7 @@ from constructs import Construct
 
 from infra.cdk.components.encryption_key import EncryptionKey, EncryptionKeyProps
 
-# CloudWatch retention periods (the ones workloads.config accepts) as the CDK enum.
+# CloudWatch retention periods (the ones contracts.config accepts) as the CDK enum.
 RETENTION = {
     1: logs.RetentionDays.ONE_DAY,
     3: logs.RetentionDays.THREE_DAYS,

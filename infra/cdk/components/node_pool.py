@@ -8,7 +8,7 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_eks_v2 as eks
 from constructs import Construct
 
-from workloads.config import NodePoolConfig
+from contracts.config import NodePoolConfig
 
 # Root volume of a node: the OVMS image and the synced model repository fit with room to spare.
 NODE_VOLUME_GIB = 30

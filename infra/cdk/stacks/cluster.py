@@ -11,14 +11,14 @@ from aws_cdk import aws_eks_v2 as eks
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
+from contracts.aws_names import CLUSTER_ENDPOINT, CLUSTER_NAME, nodegroup_output
+from contracts.config import NodePoolConfig
 from infra.cdk.acknowledge import acknowledge
 from infra.cdk.components.encrypted_log_group import EncryptedLogGroup, EncryptedLogGroupProps
 from infra.cdk.components.encryption_key import EncryptionKey, EncryptionKeyProps
 from infra.cdk.components.model_sync_identity import ModelSyncIdentity, ModelSyncIdentityProps
 from infra.cdk.components.node_pool import NodePool, NodePoolProps
 from infra.cdk.stacks.base import ZonedStack
-from workloads.config import NodePoolConfig
-from workloads.deploy.aws_names import CLUSTER_ENDPOINT, CLUSTER_NAME, nodegroup_output
 
 ALL_CONTROL_PLANE_LOGS = [
     eks.ClusterLoggingTypes.API,

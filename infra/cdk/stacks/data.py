@@ -13,19 +13,19 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from infra.cdk.acknowledge import acknowledge
-from infra.cdk.components.data_access_role import DataAccessRole, DataAccessRoleProps
-from infra.cdk.components.encryption_key import EncryptionKey, EncryptionKeyProps
-from infra.cdk.components.image_repository import ImageRepository, ImageRepositoryProps
-from infra.cdk.components.secure_bucket import AccessLogBucket, SecureBucket, SecureBucketProps
-from infra.cdk.stacks.base import ZonedStack
-from workloads.deploy.aws_names import (
+from contracts.aws_names import (
     BUCKET_KINDS,
     MODEL_SYNC_ROLE_ARN,
     REPOSITORY_KINDS,
     bucket_output,
     repository_output,
 )
+from infra.cdk.acknowledge import acknowledge
+from infra.cdk.components.data_access_role import DataAccessRole, DataAccessRoleProps
+from infra.cdk.components.encryption_key import EncryptionKey, EncryptionKeyProps
+from infra.cdk.components.image_repository import ImageRepository, ImageRepositoryProps
+from infra.cdk.components.secure_bucket import AccessLogBucket, SecureBucket, SecureBucketProps
+from infra.cdk.stacks.base import ZonedStack
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from aws_cdk import CfnOutput
 from constructs import Construct
 
+from contracts.aws_names import DL1_INSTANCE_ID
 from infra.cdk.acknowledge import acknowledge
 from infra.cdk.components.monthly_budget import MonthlyBudget, MonthlyBudgetProps
 from infra.cdk.components.training_instance import TrainingInstance, TrainingInstanceProps
 from infra.cdk.stacks.base import ZonedStack
-from workloads.deploy.aws_names import DL1_INSTANCE_ID
 
 
 @dataclass(frozen=True)

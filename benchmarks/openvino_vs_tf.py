@@ -1,7 +1,7 @@
 """In-process inference throughput: OpenVINO FP32 IR vs TensorFlow, same model, same images.
 
-    .venv/bin/python bench/openvino_vs_tf.py [--backbone mobilenet_v3_large --image-size 224]
-    .venv/bin/python bench/openvino_vs_tf.py --run artifacts/runs/<id>   # a trained run (adds INT8)
+    .venv/bin/python benchmarks/openvino_vs_tf.py [--backbone mobilenet_v3_large --image-size 224]
+    .venv/bin/python benchmarks/openvino_vs_tf.py --run artifacts/runs/<id>   # a trained run (adds INT8)
 
 Without --run it builds the default model with random weights (throughput does not depend on
 the weight values), exports the SavedModel exactly as training does and converts it as
@@ -28,8 +28,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 
+from contracts.config import TrainConfig
 from workloads.classes import NUM_CLASSES
-from workloads.config import TrainConfig
 from workloads.telemetry import opt_out_of_openvino_telemetry
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from workloads.errors import ConfigError
+from contracts.errors import ConfigError
 
 DataSource = Literal["synthetic", "local", "kaggle"]
 Backbone = Literal["mobilenet_v3_large", "mobilenet_v3_small", "efficientnet_v2_b0", "resnet50"]

@@ -1,6 +1,6 @@
 """Training throughput with the real input pipeline vs in-memory synthetic tensors.
 
-    .venv/bin/python bench/train_input.py [--backbone mobilenet_v3_large --image-size 224]
+    .venv/bin/python benchmarks/train_input.py [--backbone mobilenet_v3_large --image-size 224]
 
 Uses the split manifest's train images (run `invoke data` first; the synthetic set is fine:
 the pipeline cost depends on JPEG size, not content). Prints images/s for

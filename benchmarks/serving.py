@@ -1,7 +1,7 @@
 """Serving overhead, trust in the tool, and FP32 vs INT8 vs TensorFlow — measured in one run.
 
     .venv/bin/invoke pipeline              # once: a trained, optimized, published model
-    .venv/bin/python bench/serving.py      # starts the local server if needed
+    .venv/bin/python benchmarks/serving.py      # starts the local server if needed
 
 Prints three tables (goals from the serving issue):
   1. served (gRPC, local server) vs in-process OpenVINO, same IR and hint:
@@ -22,9 +22,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from contracts.config import load_config, replace
+from contracts.errors import ToolkitError
 from workloads.bench.run import find_published, run_bench
-from workloads.config import load_config, replace
-from workloads.errors import ToolkitError
 from workloads.serving.local import start
 
 
