@@ -40,11 +40,15 @@ system-packages:
 demo: $(STAMP)
 	$(BIN)/invoke pipeline
 
-## test: lint + the whole test suite (CI runs exactly this)
+## test: lint, import contracts, mypy (the toolkit at 3.11, the training image's closure at 3.10) + the whole test suite (CI runs exactly this)
 test: $(STAMP) $(TF215_STAMP) $(NODE_STAMP) system-packages
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/mypy
+# The training image's closure (python3 -m workloads.training.train) on its Gaudi base's Python.
+	$(BIN)/mypy --python-version 3.10 -m workloads.training.train
 	$(BIN)/python -m pytest
 
 clean:
-	rm -rf $(VENV) .venv-tf215 node_modules artifacts build .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-tf215 node_modules artifacts build .pytest_cache .ruff_cache .mypy_cache

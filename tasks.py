@@ -11,10 +11,24 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from invoke import Collection, Exit, task
+from invoke import Collection, Context, Exit, task
 
+from contracts.aws_names import MODEL_REPOSITORY_PREFIX
 from contracts.config import ToolkitConfig, defaults_mapping, load_config, replace
 from contracts.errors import ToolkitError
+from workloads.targets import (
+    DEPLOY_TARGETS,
+    TRAINING_TARGETS,
+    ModelRequest,
+    UpRequest,
+    cluster_target,
+    cluster_targets,
+    deploy_target,
+    describe,
+    either,
+    target_names,
+    training_target,
+)
 
 # Settings of the local embedded demo (`invoke pipeline`): synthetic data, no download,
 # a short CPU training run. Real runs use `invoke data/train/optimize` with the defaults.
@@ -53,7 +67,7 @@ def _as_strings(value: Any) -> Any:
     return str(value)
 
 
-def load(c, artifacts_dir: str | None = None) -> ToolkitConfig:
+def load(c: Context, artifacts_dir: str | None = None) -> ToolkitConfig:
     """The effective configuration: defaults < invoke.yaml < environment < --artifacts-dir."""
     try:
         mapping = _plain(c.config.get("bmc", {}))
@@ -78,6 +92,14 @@ def run_step(step, *args, **kwargs):
         return step(*args, **kwargs)
     except ToolkitError as exc:
         raise Exit(f"error: {exc}", code=1) from None
+
+
+def check_flags(step, *args, **kwargs):
+    """Like run_step for what checks flags (a target name, flags that do not fit it): exit code 2."""
+    try:
+        return step(*args, **kwargs)
+    except ToolkitError as exc:
+        raise Exit(f"error: {exc}", code=2) from None
 
 
 @task(
@@ -106,7 +128,7 @@ def data_prepare(c, source=None, path=None, images_per_class=None, seed=None, ar
     name="run",
     default=True,
     help={
-        "target": "local (this machine) or dl1 (the AWS DL1 instance's 8 Gaudi cards, through SSM)",
+        "target": describe(TRAINING_TARGETS.values(), lambda t: t.summary),
         "backbone": "mobilenet_v3_large (default), mobilenet_v3_small, efficientnet_v2_b0 or resnet50",
         "weights": "imagenet, none (offline, random init) or a path to no-top Keras weights",
         "image_size": "square input size in pixels",
@@ -134,10 +156,8 @@ def train_run(
     artifacts_dir=None,
 ):
     """Two-phase transfer learning on the split manifest; writes a complete run directory."""
-    if target not in ("local", "dl1"):
-        raise Exit(f"error: unknown training target {target!r}; choose local or dl1", code=2)
-    if target == "dl1" and device not in (None, "hpu"):
-        raise Exit(f"error: --target dl1 trains on Gaudi (hpu); drop --device {device}", code=2)
+    training = check_flags(training_target, target)
+    check_flags(training.check, device=device, resume=resume, run_id=run_id)
     config = load(c, artifacts_dir)
     config = replace_or_exit(
         config,
@@ -150,17 +170,7 @@ def train_run(
         finetune_epochs=finetune_epochs,
         device=device,
     )
-    if target == "dl1":
-        from workloads.training.remote import train_on_dl1
-        from workloads.training.train import new_run_id
-
-        if resume and not run_id:
-            raise Exit("error: --target dl1 --resume needs the --run-id of the run to continue", code=2)
-        run_step(train_on_dl1, config, run_id=run_id or new_run_id(), resume=resume)
-        return
-    from workloads.training.train import run_training
-
-    run_step(run_training, config, run_id=run_id, resume=resume)
+    run_step(training.train, config, run_id=run_id, resume=resume)
 
 
 @task(
@@ -192,23 +202,14 @@ def optimize_run(c, run=None, int8_max_drop=None, calibration_size=None, model_n
     run_step(run_optimize, config, run_dir, manifest)
 
 
-TARGETS = ("local", "aws", "vsphere")
-
-
-def _check_target(target: str) -> None:
-    if target not in TARGETS:
-        raise Exit(f"error: unknown target {target!r}; available: {', '.join(TARGETS)}", code=2)
-
-
 @task(
     help={
-        "target": "local (KServe v2 OpenVINO server on loopback), aws (CDK stacks, OVMS on EKS c5 + c6i) "
-        "or vsphere (EKS Anywhere, OVMS on the Ice Lake workers)",
+        "target": describe(DEPLOY_TARGETS.values(), lambda t: t.summary),
         "hint": "local: OpenVINO performance hint, THROUGHPUT or LATENCY",
         "dry_run": "aws: synthesize and show `cdk diff` (with credentials), deploy nothing; "
         "vsphere: discover, preflight, write the validated spec, print the eksctl command, stop",
         "model_bucket": "vsphere, ovms.eksa_model_delivery=secret-sync: S3 bucket of the model repository",
-        "model_prefix": "vsphere: key prefix of the model repository in --model-bucket (default: models)",
+        "model_prefix": f"vsphere: key prefix of the models (default: {MODEL_REPOSITORY_PREFIX})",
         "model_region": "vsphere: region of --model-bucket (default: aws.region)",
         "s3_endpoint": "vsphere: URL of an S3-compatible store on-prem (default: AWS S3)",
         "model_image": "vsphere, ovms.eksa_model_delivery=baked: OVMS image with the models baked in",
@@ -221,68 +222,41 @@ def up(
     hint=None,
     dry_run=False,
     model_bucket=None,
-    model_prefix="models",
+    model_prefix=MODEL_REPOSITORY_PREFIX,
     model_region=None,
     s3_endpoint=None,
     model_image=None,
     artifacts_dir=None,
 ):
     """Start serving the OVMS model repository on a target and record its endpoints."""
-    _check_target(target)
-    if target == "aws":
-        from workloads.deploy.aws import up as aws_up
-
-        run_step(aws_up, load(c, artifacts_dir), runner=c, dry_run=dry_run)
-        return
-    if target == "vsphere":
-        from workloads.deploy import vsphere
-
-        config = load(c, artifacts_dir)
-        source = run_step(
-            vsphere.model_source_for,
-            config,
-            image=model_image or "",
-            bucket=model_bucket or "",
-            prefix=model_prefix,
-            region=model_region or "",
-            endpoint_url=s3_endpoint or "",
-        )
-        run_step(vsphere.up, config, model_source=source, dry_run=dry_run)
-        return
-    if dry_run:
-        raise Exit(f"error: --dry-run applies to --target aws or vsphere, not {target}", code=2)
-    from workloads.serving.local import start
-
+    deploy = check_flags(deploy_target, target)
+    if dry_run and not deploy.supports_dry_run:
+        choices = either(target_names(lambda t: t.supports_dry_run))
+        raise Exit(f"error: --dry-run applies to --target {choices}, not {target}", code=2)
     config = replace_or_exit(load(c, artifacts_dir), "serving", performance_hint=hint)
-    run_step(start, config)
+    models = ModelRequest(
+        bucket=model_bucket or "",
+        prefix=model_prefix,
+        region=model_region or "",
+        endpoint_url=s3_endpoint or "",
+        image=model_image or "",
+    )
+    run_step(deploy.up, config, request=UpRequest(dry_run=dry_run, runner=c, models=models))
 
 
 @task(
     help={
-        "target": "which deployment to stop: local, aws (workloads and stacks; data buckets and "
-        "repositories stay) or vsphere (deletes the EKS Anywhere cluster)",
+        "target": "which deployment to stop: " + describe(DEPLOY_TARGETS.values(), lambda t: t.down_summary),
         "artifacts_dir": "root folder of all artifacts (default: artifacts)",
     }
 )
 def down(c, target="local", artifacts_dir=None):
     """Stop serving on a target."""
-    _check_target(target)
-    if target == "aws":
-        from workloads.deploy.aws import down as aws_down
-
-        run_step(aws_down, load(c, artifacts_dir), runner=c)
-        return
-    if target == "vsphere":
-        from workloads.deploy import vsphere
-
-        run_step(vsphere.down, load(c, artifacts_dir))
-        return
-    from workloads.serving.local import stop
-
-    run_step(stop, load(c, artifacts_dir))
+    deploy = check_flags(deploy_target, target)
+    run_step(deploy.down, load(c, artifacts_dir), runner=c)
 
 
-BENCH_TARGETS = ("local", "aws", "vsphere")
+IN_CLUSTER = either(target_names(lambda t: t.in_cluster_bench))
 SCENARIOS = {"batch": ("batch",), "realtime": ("realtime",), "all": ("batch", "realtime")}
 
 
@@ -291,7 +265,7 @@ SCENARIOS = {"batch": ("batch",), "realtime": ("realtime",), "all": ("batch", "r
     name="run",
     default=True,
     help={
-        "target": "local, aws or vsphere (each reads the endpoints `invoke up` recorded)",
+        "target": f"{either(DEPLOY_TARGETS)} (each reads the endpoints `invoke up` recorded)",
         "endpoint": "any KServe v2 server (OVMS included): http://host:port for REST, host:port for gRPC",
         "pool": "node pool to measure (aws: c5, c6i; vsphere: icelake; default: every recorded pool)",
         "runtime": "server (over the network), or openvino / tensorflow in process (baselines)",
@@ -303,7 +277,8 @@ SCENARIOS = {"batch": ("batch",), "realtime": ("realtime",), "all": ("batch", "r
         "concurrency": "concurrent requests in the batch scenario",
         "repetitions": "measured repetitions (>= 3; median and range reported)",
         "min_duration": "minimum seconds per repetition",
-        "in_cluster": "aws/vsphere: run the bench as a Job in the cluster next to OVMS (per pool), "
+        "in_cluster": f"{'/'.join(target_names(lambda t: t.in_cluster_bench))}: run the bench as a Job "
+        "in the cluster next to OVMS (per pool), "
         "read its result from the pod log and write it under <artifacts>/bench",
         "image": "--in-cluster: the bench image (images/bench), e.g. REGISTRY/bench:TAG",
         "artifacts_s3": "--in-cluster: s3://bucket/prefix holding the artifacts tree (models/, data/) "
@@ -339,11 +314,11 @@ def bench_run(
     """Benchmark batch (images/s) and real-time (latency) inference; writes JSON + CSV results."""
     from workloads.bench.run import bench_targets, run_bench
 
-    if target not in BENCH_TARGETS:
-        choices = ", ".join(BENCH_TARGETS)
+    if target not in DEPLOY_TARGETS:
+        choices = ", ".join(DEPLOY_TARGETS)
         raise Exit(f"error: unknown target {target!r}; choose {choices} or --endpoint", code=2)
-    if in_cluster and (target == "local" or endpoint or runtime != "server"):
-        raise Exit("error: --in-cluster needs --target aws or vsphere, no --endpoint, runtime server", code=2)
+    if in_cluster and (not DEPLOY_TARGETS[target].in_cluster_bench or endpoint or runtime != "server"):
+        raise Exit(f"error: --in-cluster needs --target {IN_CLUSTER}, no --endpoint, runtime server", code=2)
     if in_cluster and not image:
         raise Exit("error: --in-cluster needs the bench image: --image REGISTRY/bench:TAG", code=2)
     if not in_cluster and (image or artifacts_s3 or artifacts_pvc or s3_endpoint):
@@ -479,7 +454,7 @@ def pipeline(c, images_per_class=None, artifacts_dir=None):
 
 
 IMAGE_HELP = {
-    "target": "aws (the account's ECR, login through boto3) or vsphere (images.registry)",
+    "target": describe(cluster_targets(), lambda t: t.registry_summary),
     "image": "train, ovms or bench, comma-separated (default: all three)",
     "variant": "training image: gaudi (SynapseAI 1.14, TF 2.15) or cpu",
     "bake_model": "also build the OVMS image with <artifacts>/models baked in (EKS Anywhere without S3)",
@@ -491,8 +466,7 @@ IMAGE_HELP = {
 def _images(c, *, push, target, image, variant, bake_model, dry_run, artifacts_dir):
     from workloads.containers.workflow import build_images
 
-    if target not in ("aws", "vsphere"):
-        raise Exit(f"error: unknown target {target!r}; choose aws or vsphere", code=2)
+    check_flags(cluster_target, target)
     config = load(c, artifacts_dir)
     names = tuple(n.strip() for n in image.split(",") if n.strip()) if image else ("train", "ovms", "bench")
     model_dir = config.paths.model_repository if bake_model else None
@@ -535,10 +509,10 @@ def images_push(
     name="render",
     default=True,
     help={
-        "target": "aws (EKS, c5/c6i pools) or vsphere (EKS Anywhere, Ice Lake pool)",
+        "target": describe(cluster_targets(), lambda t: t.cluster_summary),
         "out": "folder for the manifests (default: <artifacts>/deploy/<target>/manifests)",
         "bucket": "S3 bucket holding the OVMS model repository (not needed for a baked model)",
-        "prefix": "key prefix of the model repository in the bucket (default: models)",
+        "prefix": f"key prefix of the model repository in the bucket (default: {MODEL_REPOSITORY_PREFIX})",
         "role_arn": "aws: IRSA role for the model sync (default: EKS Pod Identity association)",
         "endpoint_url": "vsphere: S3-compatible endpoint URL (default: AWS S3)",
         "baked_image": "vsphere with ovms.eksa_model_delivery=baked: the OVMS image with the model",
@@ -550,30 +524,29 @@ def k8s_render(
     target="aws",
     out=None,
     bucket=None,
-    prefix="models",
+    prefix=MODEL_REPOSITORY_PREFIX,
     role_arn="",
     endpoint_url="",
     baked_image=None,
     artifacts_dir=None,
 ):
     """Render and validate the serving manifests offline (namespace, OVMS per pool, policies)."""
-    from workloads.k8s.targets import model_source_for, render_target
+    from workloads.k8s.render import render_serving
 
-    if target not in ("aws", "vsphere"):
-        raise Exit(f"error: unknown target {target!r}; choose aws or vsphere", code=2)
+    cluster = check_flags(cluster_target, target)
     config = load(c, artifacts_dir)
-    out_dir = Path(out) if out else config.paths.root / "deploy" / target / "manifests"
-    source = run_step(
-        model_source_for,
-        config,
-        target=target,
-        bucket=bucket,
+    out_dir = Path(out) if out else cluster.work_dir(config) / "manifests"
+    models = ModelRequest(
+        bucket=bucket or "",
         prefix=prefix,
         role_arn=role_arn,
         endpoint_url=endpoint_url,
-        baked_image=baked_image,
+        image=baked_image or "",
+        bucket_flag="--bucket",
+        image_flag="--baked-image",
     )
-    for path in run_step(render_target, config, target=target, out_dir=out_dir, source=source):
+    source = run_step(cluster.require_model_source, config, models)
+    for path in run_step(render_serving, config, target=target, model_source=source, out_dir=out_dir):
         print(path)
 
 

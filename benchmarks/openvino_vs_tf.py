@@ -29,6 +29,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 
 from contracts.config import TrainConfig
+from contracts.run_directory import RunDirectory
 from workloads.classes import NUM_CLASSES
 from workloads.telemetry import opt_out_of_openvino_telemetry
 
@@ -63,9 +64,10 @@ def openvino_async(compiled, images: np.ndarray, seconds: float, repeats: int) -
 def prepare_models(args, workdir: Path) -> tuple[Path, dict[str, Path], int]:
     """SavedModel, IR paths by precision, image size."""
     if args.run:
-        card = json.loads((args.run / "model_card.json").read_text())
-        irs = {p: args.run / "openvino" / p / "model.xml" for p in ("fp32", "int8")}
-        return args.run / "saved_model", {p: x for p, x in irs.items() if x.exists()}, card["image_size"]
+        run = RunDirectory(args.run)
+        card = json.loads(run.model_card.read_text())
+        irs = {p: run.ir(p) for p in ("fp32", "int8")}
+        return run.saved_model, {p: x for p, x in irs.items() if x.exists()}, card["image_size"]
     from workloads.optimize.convert import convert_saved_model, save_ir
     from workloads.training.keras_compat import import_tf_and_keras
     from workloads.training.model import build_model

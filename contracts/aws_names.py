@@ -1,6 +1,9 @@
-"""Names shared by the CDK app (infra/cdk) and the deploy code: stacks and their outputs.
+"""Names shared by the CDK app (infra/cdk) and the tasks: stacks, outputs, repositories, tags, prefixes.
 
-Plain Python on purpose: the deploy code reads outputs without importing aws-cdk-lib.
+Plain Python on purpose: the tasks use these without importing aws-cdk-lib. Each name is produced
+here once; both sides call these functions instead of spelling the name. The service account of the
+model-sync Pod Identity association is config (``kubernetes.model_sync_service_account``), read by
+both the CDK app and the manifests.
 """
 
 from __future__ import annotations
@@ -15,6 +18,18 @@ MODEL_SYNC_ROLE_ARN = "ModelSyncRoleArn"
 DL1_INSTANCE_ID = "Dl1InstanceId"
 BUCKET_KINDS = ("datasets", "models", "results")
 REPOSITORY_KINDS = ("train", "ovms", "bench")
+
+# Key prefixes inside the buckets. The OVMS model repository in the models bucket: `up` uploads it
+# there and the sync init container reads it.
+MODEL_REPOSITORY_PREFIX = "ovms"
+# Where the in-cluster bench Job uploads its results, in the bucket it read its artifacts from.
+BENCH_RESULTS_PREFIX = "bench-results"
+# DL1 training exchange in images.dl1_bucket: uploaded datasets and the run directories.
+DATASETS_PREFIX = "datasets"
+RUNS_PREFIX = "runs"
+
+# The tag `invoke train --target dl1` finds the DL1 instance by.
+DL1_TAG_KEY = "Name"
 
 
 def nodegroup_output(pool: str) -> str:
@@ -60,3 +75,12 @@ class StackNames:
 
 def cluster_name(prefix: str) -> str:
     return f"{prefix}-eks"
+
+
+def repository_name(prefix: str, kind: str) -> str:
+    """The ECR repository of an image kind (train, ovms, bench): ``bone-marrow/train``."""
+    return f"{prefix}/{kind}"
+
+
+def dl1_tag_value(prefix: str) -> str:
+    return f"{prefix}-dl1"

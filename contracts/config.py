@@ -657,6 +657,10 @@ class ArtifactPaths:
     def bench_results(self) -> Path:
         return self.root / "bench"
 
+    def deploy(self, target: str) -> Path:
+        """Work folder of a deploy target: specs, manifests, kubeconfig, recorded endpoints."""
+        return self.root / "deploy" / target
+
 
 def openvino_properties(performance_hint: str, num_streams: int, inference_threads: int) -> dict[str, Any]:
     """OpenVINO CPU compile properties as OVMS names them (0 = derived from the hint)."""
@@ -668,9 +672,31 @@ def openvino_properties(performance_hint: str, num_streams: int, inference_threa
     return properties
 
 
+def config_mapping(config: ToolkitConfig) -> dict[str, Any]:
+    """``config`` as plain data (tuples become lists) that :func:`load_config` reads back unchanged."""
+    return _to_plain(dataclasses.asdict(config))
+
+
 def defaults_mapping() -> dict[str, Any]:
-    """The defaults as plain data, for Invoke's config tree (tuples become lists)."""
-    return _to_plain(dataclasses.asdict(ToolkitConfig()))
+    """The defaults as plain data, for Invoke's config tree.
+
+    Free-key mappings (node pools, prices, AMI ids) are left out: Invoke merges mappings key by key,
+    so a default ``c5`` pool in the tree would survive a user's ``aws.pools`` that names only
+    ``c6i``. Absent from the tree, they come from the dataclass defaults unless a user sets them.
+    """
+    return _without_free_mappings(ToolkitConfig, config_mapping(ToolkitConfig()))
+
+
+def _without_free_mappings(cls: type, mapping: dict[str, Any]) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    kept: dict[str, Any] = {}
+    for name, value in mapping.items():
+        hint = hints[name]
+        if typing.get_origin(hint) is dict:
+            continue
+        is_section = isinstance(hint, type) and dataclasses.is_dataclass(hint)
+        kept[name] = _without_free_mappings(hint, value) if is_section else value
+    return kept
 
 
 def load_config(mapping: Mapping[str, Any] | None = None) -> ToolkitConfig:
@@ -717,7 +743,7 @@ def _build(cls: type, mapping: Mapping[str, Any], prefix: str) -> Any:
 
 
 def _coerce(hint: Any, value: Any, key: str) -> Any:
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return _build(hint, value, prefix=f"{key}.")
     origin = typing.get_origin(hint)
     if origin is Literal:

@@ -17,6 +17,10 @@ class TrainingError(ToolkitError):
     """Training cannot start or continue."""
 
 
+class ModelRepositoryError(ToolkitError):
+    """A model repository, or a version in it, is missing or incomplete."""
+
+
 class OptimizationError(ToolkitError):
     """Conversion, quantization or publication of a model failed."""
 

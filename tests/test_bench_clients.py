@@ -15,11 +15,13 @@ from contracts.errors import BenchError
 from workloads.bench.clients import (
     BadRequest,
     GrpcClient,
+    InferenceClient,
     ModelMetadata,
     ModelMissing,
     NotReady,
     OpenVinoClient,
     RequestTimeout,
+    RestClient,
     RetryPolicy,
     TensorSpec,
     Unreachable,
@@ -239,3 +241,14 @@ def test_openvino_client_is_safe_to_call_from_many_threads(openvino_client):
 def test_openvino_client_wrong_shape_is_a_bad_request(openvino_client):
     with pytest.raises(BadRequest, match="OpenVINO rejected a batch of shape \\(1, 8, 8, 3\\)"):
         openvino_client.infer(np.zeros((1, 8, 8, 3), np.float32))
+
+
+def test_every_client_names_its_endpoint_through_the_interface():
+    rest = RestClient("127.0.0.1:8000/", "m", timeout_seconds=1)
+    grpc_client = GrpcClient("grpc://127.0.0.1:8001", "m", timeout_seconds=1)
+    try:
+        clients: list[InferenceClient] = [rest, grpc_client]
+        assert [c.endpoint for c in clients] == ["http://127.0.0.1:8000", "127.0.0.1:8001"]
+    finally:
+        rest.close()
+        grpc_client.close()

@@ -27,7 +27,7 @@ from workloads.bench.in_cluster import (
 )
 from workloads.bench.results import CSV_FILE
 from workloads.bench.run import bench_targets
-from workloads.k8s.bench_job import BenchJobSpec, bench_command, render_bench_job
+from workloads.k8s.bench_job import BenchJobSpec, PvcArtifacts, bench_command, render_bench_job
 from workloads.k8s.model_source import S3ModelSource, SecretS3ModelSource
 
 NOW = datetime(2025, 5, 1, 10, 0, 0, tzinfo=UTC)
@@ -93,7 +93,20 @@ def test_bench_targets_maps_the_flags(tmp_path: Path) -> None:
     )
     # The old behaviour without a cluster target: an anonymous endpoint.
     assert bench_targets(config, target="local", endpoint=url, pool=None) == ("endpoint", [(None, url)])
-    assert bench_targets(config, target="local", endpoint=None, pool=None) == ("local", [(None, None)])
+    with pytest.raises(BenchError, match="no local server recorded"):
+        bench_targets(config, target="local", endpoint=None, pool=None)
+    local = tmp_path / "serving" / "local" / "endpoints.json"
+    local.parent.mkdir(parents=True)
+    local.write_text(json.dumps({"http_url": "http://127.0.0.1:8000", "grpc_target": "127.0.0.1:8001"}))
+    # The local server is the local target's one pool, measured like a cluster's recorded pools.
+    assert bench_targets(config, target="local", endpoint=None, pool=None) == (
+        "local",
+        [("local", "127.0.0.1:8001")],
+    )
+    assert bench_targets(config, target="local", endpoint=None, pool=None, runtime="openvino") == (
+        "local",
+        [(None, None)],
+    )
     with pytest.raises(BenchError, match="--endpoint with --target aws needs --pool"):
         bench_targets(config, target="aws", endpoint=url, pool=None)
     with pytest.raises(BenchError, match="no endpoints recorded for aws"):
@@ -105,14 +118,23 @@ def test_bench_targets_maps_the_flags(tmp_path: Path) -> None:
 def test_the_job_command_labels_the_result_and_prints_it(tmp_path: Path) -> None:
     config = load_config()
     command = bench_command(config, "c5", target="aws")
-    assert command[:4] == ["invoke", "bench", "--endpoint", "ovms-c5.bone-marrow.svc.cluster.local:9000"]
-    assert command[4:9] == ["--target", "aws", "--pool", "c5", "--print-result"]
+    assert command[:6] == [
+        "invoke",
+        "--config",
+        "/etc/bmc/invoke.yaml",
+        "bench",
+        "--endpoint",
+        "ovms-c5.bone-marrow.svc.cluster.local:9000",
+    ]
+    assert command[6:] == ["--target", "aws", "--pool", "c5", "--print-result"]
     assert "--target" not in bench_command(config, "c5")  # the plain Job as before
-    with pytest.raises(Exception, match="does not run on eksa"):
+    with pytest.raises(Exception, match="does not run on vsphere"):
         render_bench_job(
             config,
-            cluster="eksa",
-            spec=BenchJobSpec(pool="icelake", image="r/b:1", artifacts="pvc", target="aws"),
+            target="vsphere",
+            spec=BenchJobSpec(
+                pool="icelake", image="r/b:1", artifacts=PvcArtifacts(claim="pvc"), target="aws"
+            ),
             out_dir=tmp_path,
         )
 
@@ -184,8 +206,10 @@ def test_every_pool_is_measured_and_written_like_a_local_run(tmp_path: Path) -> 
     rows = (tmp_path / "bench" / CSV_FILE).read_text().splitlines()
     assert len(rows) == 3 and rows[1].startswith("aws,c5,") and rows[2].startswith("aws,c6i,")
     assert api.applied == [
+        "ConfigMap/bench-c5-20250501100000-config",
         "NetworkPolicy/bench-c5-20250501100000-egress",
         "Job/bench-c5-20250501100000",
+        "ConfigMap/bench-c6i-20250501100000-config",
         "NetworkPolicy/bench-c6i-20250501100000-egress",
         "Job/bench-c6i-20250501100000",
     ]
@@ -193,7 +217,7 @@ def test_every_pool_is_measured_and_written_like_a_local_run(tmp_path: Path) -> 
     # The applied Job runs the labelled, printing command.
     job = api.objects[("Job", "bench-c5-20250501100000", "bone-marrow")]
     bench = next(c for c in job["spec"]["template"]["spec"]["initContainers"] if c["name"] == "bench")
-    assert bench["command"][4:9] == ["--target", "aws", "--pool", "c5", "--print-result"]
+    assert bench["command"][6:11] == ["--target", "aws", "--pool", "c5", "--print-result"]
 
 
 def test_one_pool_asked_for(tmp_path: Path) -> None:
@@ -259,7 +283,7 @@ def test_vsphere_flow_with_a_pvc(tmp_path: Path) -> None:
         pool=None,
         image="r/bench:1",
         kubeconfig=tmp_path / "unused",
-        artifacts="bench-artifacts",
+        artifacts=PvcArtifacts(claim="bench-artifacts"),
         progress=lambda _line: None,
         api=api,
         now=lambda: NOW,
@@ -270,7 +294,7 @@ def test_vsphere_flow_with_a_pvc(tmp_path: Path) -> None:
     manifest = tmp_path / "deploy" / "vsphere" / "bench-jobs" / "50-bench-icelake-20250501100000.yaml"
     (job,) = [d for d in yaml.safe_load_all(manifest.read_text()) if d["kind"] == "Job"]
     (bench,) = job["spec"]["template"]["spec"]["containers"]
-    assert bench["command"][4:7] == ["--target", "vsphere", "--pool"]
+    assert bench["command"][6:9] == ["--target", "vsphere", "--pool"]
 
 
 # --- inputs: kubeconfig and artifacts source --------------------------------------------------------
@@ -296,7 +320,13 @@ def test_artifacts_source(tmp_path: Path) -> None:
         config, target="vsphere", s3_uri="s3://bm-data/a", endpoint_url="http://minio:9000"
     )
     assert isinstance(on_prem, SecretS3ModelSource) and on_prem.endpoint_url == "http://minio:9000"
-    assert artifacts_source(config, target="vsphere", pvc="bench-artifacts") == "bench-artifacts"
+    assert artifacts_source(config, target="vsphere", pvc="bench-artifacts") == PvcArtifacts(
+        "bench-artifacts"
+    )
+    with pytest.raises(BenchError, match=r"^--artifacts-pvc: artifacts claim must be a PVC name"):
+        artifacts_source(config, target="vsphere", pvc="Bench_Artifacts")
+    with pytest.raises(BenchError, match=r"^--in-cluster needs --target aws or vsphere, not 'local'$"):
+        artifacts_source(config, target="local", s3_uri="s3://b/p")
     with pytest.raises(BenchError, match="exactly one of"):
         artifacts_source(config, target="aws")
     with pytest.raises(BenchError, match="exactly one of"):

@@ -19,6 +19,7 @@ from workloads.bench.report import (
     short_cpu_name,
     write_report,
 )
+from workloads.bench.results import validate_results
 
 XEON_ICX = "Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz"  # AVX-512 VNNI
 XEON_SKX = "Intel(R) Xeon(R) Platinum 8124M CPU @ 3.00GHz"  # AVX-512, no VNNI
@@ -320,21 +321,27 @@ def test_directory_and_file_inputs_are_loaded_in_name_order(tmp_path: Path):
     ("content", "problem"),
     [
         ("{not json", "is not valid JSON"),
-        ("[1, 2]", "expected a JSON object"),
-        (json.dumps({**result("aws", "c5", "ovms", "int8"), "schema_version": 2}), "schema_version is 2"),
-        (json.dumps({**result("aws", "c5", "ovms", "int8"), "target": "mars"}), "target is 'mars'"),
-        (json.dumps({**result("aws", "c5", "ovms", "int8"), "model": {}}), "model.precision is missing"),
+        ("[1, 2]", "at (top level): [1, 2] is not of type 'object'"),
+        (
+            json.dumps({**result("aws", "c5", "ovms", "int8"), "schema_version": 2}),
+            "at schema_version: 1 was",
+        ),
+        (
+            json.dumps({**result("aws", "c5", "ovms", "int8"), "target": "mars"}),
+            "at target: 'mars' is not one of",
+        ),
+        (json.dumps({**result("aws", "c5", "ovms", "int8"), "model": {}}), "at model: 'name' is a required"),
         (
             json.dumps({k: v for k, v in result("aws", "c5", "ovms", "int8").items() if k != "scenarios"}),
-            "scenarios is missing",
+            "at (top level): 'scenarios' is a required property",
         ),
         (
             json.dumps(
                 {**result("aws", "c5", "ovms", "int8"), "scenarios": {"batch": {"summary": {}}}},
             ),
-            "scenarios.batch.summary.images_per_second needs numeric median, min and max",
+            "at scenarios/batch: 'repetitions' is a required property",
         ),
-        (json.dumps({**result("aws", "c5", "ovms", "int8"), "created_at": "yesterday"}), "created_at"),
+        (json.dumps({**result("aws", "c5", "ovms", "int8"), "created_at": "yesterday"}), "at created_at:"),
     ],
 )
 def test_a_bad_file_is_a_one_line_error_naming_it(tmp_path: Path, content: str, problem: str):
@@ -347,6 +354,17 @@ def test_a_bad_file_is_a_one_line_error_naming_it(tmp_path: Path, content: str, 
     assert "\n" not in message
     assert str(bad) in message
     assert problem in message
+
+
+def test_the_report_rejects_what_the_engine_would_not_write(tmp_path: Path):
+    """One validation: loading a file fails with the engine's own schema error, naming the file."""
+    document = {**result("aws", "c5", "ovms", "int8"), "pool": 7}
+    path = write_results(tmp_path, [document])[0]
+    with pytest.raises(BenchError) as engine:
+        validate_results(document)
+    with pytest.raises(BenchError) as loading:
+        load_results([path])
+    assert str(loading.value) == str(engine.value).replace("benchmark result", f"benchmark result {path}", 1)
 
 
 def test_no_results_is_a_one_line_error(tmp_path: Path):

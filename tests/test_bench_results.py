@@ -11,6 +11,8 @@ from workloads.bench.cpuinfo import cpu_info, parse_cpuinfo
 from workloads.bench.results import (
     CSV_COLUMNS,
     RESULTS_SCHEMA,
+    SOURCE_KEY,
+    load_results,
     result_file_name,
     validate_results,
     write_results,
@@ -169,3 +171,10 @@ def test_an_invalid_document_writes_nothing(tmp_path):
     with pytest.raises(BenchError):
         write_results(doc, tmp_path / "bench")
     assert not (tmp_path / "bench").exists() or not any((tmp_path / "bench").iterdir())
+
+
+def test_what_is_written_loads_back_with_its_source(tmp_path):
+    doc = document()
+    path = write_results(doc, tmp_path / "bench")
+    (loaded,) = load_results([tmp_path / "bench"])  # results.csv is not a result
+    assert loaded == {**doc, SOURCE_KEY: str(path)}

@@ -61,7 +61,7 @@ def test_no_local_server_recorded(tmp_path):
         ({"scenarios": ("batch", "offline")}, "unknown scenario offline; choose from batch, realtime"),
         ({"scenarios": ()}, "unknown scenario (none); choose from batch, realtime"),
         ({"runtime": "onnx"}, "unknown runtime 'onnx'; choose from server, openvino, tensorflow"),
-        ({"target": "gcp"}, "unknown target 'gcp'; choose local, endpoint, aws or vsphere"),
+        ({"target": "gcp"}, "unknown target 'gcp'; choose local, aws, vsphere or endpoint"),
         (
             {"target": "endpoint"},
             "target endpoint needs an endpoint (the server's REST URL or gRPC host:port)",
@@ -78,6 +78,9 @@ def test_bad_arguments_are_one_line_errors(tmp_path, kwargs, message):
 @pytest.mark.parametrize("runtime", ["openvino", "tensorflow"])
 def test_in_process_without_a_published_model(tmp_path, runtime):
     config = load_config({"artifacts_dir": str(tmp_path)})
+    with pytest.raises(BenchError, match=r"^model repository .* does not exist; run `invoke optimize`"):
+        run_bench(config, runtime=runtime, progress=quiet)
+    (tmp_path / "models" / "bone-marrow-int8").mkdir(parents=True)
     with pytest.raises(
         BenchError, match=r"^no published bone-marrow-int8 in .*; run `invoke optimize` with int8"
     ):

@@ -56,8 +56,8 @@ class K8sBoundary:
     def __init__(self, config) -> None:
         self.config, self.applied, self.deleted, self.recorded, self.sources = config, [], [], [], []
 
-    def render_serving(self, config, *, cluster, model_source, out_dir):
-        assert cluster == "eks"
+    def render_serving(self, config, *, target, model_source, out_dir):
+        assert target == "aws"
         self.sources.append(model_source)
         out_dir.mkdir(parents=True, exist_ok=True)
         paths = []

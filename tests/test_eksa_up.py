@@ -14,6 +14,13 @@ from contracts.config import load_config
 from contracts.errors import DeployError
 from infra.eksa import preflight
 from workloads.deploy import vsphere
+from workloads.targets import ModelRequest, cluster_target
+
+
+def model_source_for(config, **request):
+    """The model source `invoke up --target vsphere` builds from its --model-* flags."""
+    return cluster_target("vsphere").model_source(config, ModelRequest(**request))
+
 
 # The simulator fixtures: a binary built once per session, a lab simulator per module.
 lab, vcsim_binary, vsphere_env = harness.lab, harness.vcsim_binary, harness.vsphere_env
@@ -64,8 +71,8 @@ def k8s_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict]]:
 
     calls: list[tuple[str, dict]] = []
 
-    def fake_render(config, *, cluster, model_source, out_dir):
-        calls.append(("render", {"cluster": cluster, "model_source": model_source, "out_dir": out_dir}))
+    def fake_render(config, *, target, model_source, out_dir):
+        calls.append(("render", {"target": target, "model_source": model_source, "out_dir": out_dir}))
         out_dir.mkdir(parents=True, exist_ok=True)
         path = out_dir / "10-ovms-icelake.yaml"
         path.write_text("kind: Deployment\n")
@@ -87,7 +94,7 @@ def test_up_creates_the_cluster_serves_and_records_endpoints(
     vsphere_env: Vcsim, fake_eksctl: Path, k8s_calls: list, tmp_path: Path
 ) -> None:
     config = _config(vsphere_env, tmp_path)
-    source = vsphere.model_source_for(config, bucket="bmc-models", prefix="models", region="us-east-1")
+    source = model_source_for(config, bucket="bmc-models", prefix="models", region="us-east-1")
     lines: list[str] = []
     result = vsphere.up(config, model_source=source, progress=lines.append)
 
@@ -98,7 +105,7 @@ def test_up_creates_the_cluster_serves_and_records_endpoints(
     assert call["user"] == vsphere_env.username and call["password_given"]
     assert result.kubeconfig == work / "bone-marrow-onprem" / "bone-marrow-onprem-eks-a-cluster.kubeconfig"
     assert [name for name, _ in k8s_calls] == ["render", "apply"]
-    assert k8s_calls[0][1]["cluster"] == "eksa" and k8s_calls[0][1]["model_source"] == source
+    assert k8s_calls[0][1]["target"] == "vsphere" and k8s_calls[0][1]["model_source"] == source
     assert k8s_calls[1][1]["kubeconfig"] == result.kubeconfig
     endpoints = json.loads(result.endpoints.read_text())
     assert endpoints["icelake"]["rest"].startswith("http://") and endpoints["icelake"]["grpc"].endswith(
@@ -113,7 +120,7 @@ def test_down_deletes_the_cluster_and_forgets_its_endpoints(
     vsphere_env: Vcsim, fake_eksctl: Path, k8s_calls: list, tmp_path: Path
 ) -> None:
     config = _config(vsphere_env, tmp_path)
-    source = vsphere.model_source_for(config, bucket="bmc-models", region="us-east-1")
+    source = model_source_for(config, bucket="bmc-models", region="us-east-1")
     result = vsphere.up(config, model_source=source, progress=lambda line: None)
     vsphere.down(config, progress=lambda line: None)
     delete = json.loads(fake_eksctl.read_text())[-1]
@@ -134,7 +141,7 @@ def test_missing_eksctl_is_a_clear_error(
 ) -> None:
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     config = _config(vsphere_env, tmp_path)
-    source = vsphere.model_source_for(config, bucket="bmc-models", region="us-east-1")
+    source = model_source_for(config, bucket="bmc-models", region="us-east-1")
     with pytest.raises(
         DeployError, match=r"^eksctl not found on PATH; install eksctl and its anywhere plugin"
     ):
@@ -146,7 +153,7 @@ def test_failing_eksctl_points_at_its_log(
 ) -> None:
     monkeypatch.setenv("FAKE_EKSCTL_EXIT", "3")
     config = _config(vsphere_env, tmp_path)
-    source = vsphere.model_source_for(config, bucket="bmc-models", region="us-east-1")
+    source = model_source_for(config, bucket="bmc-models", region="us-east-1")
     with pytest.raises(
         DeployError, match=r"`eksctl anywhere create cluster` failed with exit code 3; see .*create.log"
     ):
@@ -163,15 +170,15 @@ def test_model_source_follows_the_delivery_setting() -> None:
     from workloads.k8s.model_source import BakedModelSource, SecretS3ModelSource
 
     secret_sync = load_config({})
-    source = vsphere.model_source_for(secret_sync, bucket="bmc-models", endpoint_url="https://minio.lab:9000")
+    source = model_source_for(secret_sync, bucket="bmc-models", endpoint_url="https://minio.lab:9000")
     assert (
         isinstance(source, SecretS3ModelSource)
         and source.secret_name == secret_sync.ovms.eksa_credentials_secret
     )
-    assert vsphere.model_source_for(secret_sync) is None
+    assert model_source_for(secret_sync) is None
     with pytest.raises(DeployError, match=r"secret-sync: give --model-bucket, not --model-image"):
-        vsphere.model_source_for(secret_sync, image="registry.lab/ovms-bmc:0.1.0")
+        model_source_for(secret_sync, image="registry.lab/ovms-bmc:0.1.0")
     baked = load_config({"ovms": {"eksa_model_delivery": "baked"}})
-    assert vsphere.model_source_for(baked, image="registry.lab/ovms-bmc:0.1.0") == BakedModelSource(
+    assert model_source_for(baked, image="registry.lab/ovms-bmc:0.1.0") == BakedModelSource(
         image="registry.lab/ovms-bmc:0.1.0"
     )

@@ -74,13 +74,13 @@ def test_buildx_commands_exact(tmp_path: Path) -> None:
     assert commands[0] == (
         "docker", "buildx", "build", "--platform", "linux/amd64", "--file", "images/train/Dockerfile",
         "--build-arg", "BASE_IMAGE=python:3.11.11-slim-bookworm", "--build-arg", "VARIANT=cpu",
-        "--tag", "reg.example.com/bmc/bone-marrow-train:1.2.0-cpu",
-        "--tag", "reg.example.com/bmc/bone-marrow-train:stable-cpu",
+        "--tag", "reg.example.com/bmc/bone-marrow/train:1.2.0-cpu",
+        "--tag", "reg.example.com/bmc/bone-marrow/train:stable-cpu",
         "--push", ".",
     )  # fmt: skip
     assert commands[1][-6:] == (
-        "--tag", "reg.example.com/bmc/bone-marrow-ovms:1.2.0",
-        "--tag", "reg.example.com/bmc/bone-marrow-ovms:stable",
+        "--tag", "reg.example.com/bmc/bone-marrow/ovms:1.2.0",
+        "--tag", "reg.example.com/bmc/bone-marrow/ovms:stable",
         "--push", ".",
     )  # fmt: skip
     assert "--build-arg" in commands[1] and "OVMS_IMAGE=openvino/model_server:2026.4.1" in commands[1]
@@ -98,7 +98,7 @@ def test_bake_model_needs_a_repository_inside_the_context(tmp_path: Path) -> Non
     (models / "config.json").write_text("{}")
     (build,) = plan_builds(config, registry="r", names=["ovms"], model_dir=models, repo_root=tmp_path)
     assert ("MODEL_DIR", "artifacts/models") in build.build_args and build.tags == (
-        "r/bone-marrow-ovms:0.1.0-model",
+        "r/bone-marrow/ovms:0.1.0-model",
     )
     with pytest.raises(DeployError, match="inside the build context"):
         plan_builds(
@@ -115,7 +115,7 @@ def test_dry_run_prints_and_runs_nothing(capsys: pytest.CaptureFixture[str]) -> 
     commands = build_images(config, target="vsphere", names=["bench"], dry_run=True, push=True, runner=runner)
     out = capsys.readouterr().out
     assert out.strip() == " ".join(commands[0].argv).strip()
-    assert "reg.example.com/bone-marrow-bench:0.1.0" in out
+    assert "reg.example.com/bone-marrow/bench:0.1.0" in out
 
 
 def test_ecr_login_through_boto3(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -137,7 +137,7 @@ def test_ecr_login_through_boto3(monkeypatch: pytest.MonkeyPatch) -> None:
     assert login[0][:5] == ["docker", "login", "--username", "AWS", "--password-stdin"]
     assert login[1], "the ECR password goes on stdin"
     assert login[1] not in commands[0].shown()
-    assert f"{registry}/bone-marrow-ovms:0.1.0" in build[0] and build[0][-2] == "--push"
+    assert f"{registry}/bone-marrow/ovms:0.1.0" in build[0] and build[0][-2] == "--push"
 
 
 def test_without_credentials_one_clear_line(
@@ -147,7 +147,7 @@ def test_without_credentials_one_clear_line(
         build_images(load_config(), target="aws", names=["bench"], push=True)
     build_images(load_config(), target="aws", names=["bench"], push=True, dry_run=True)
     assert (
-        "<aws-account-id>.dkr.ecr.us-east-1.amazonaws.com/bone-marrow-bench:0.1.0" in capsys.readouterr().out
+        "<aws-account-id>.dkr.ecr.us-east-1.amazonaws.com/bone-marrow/bench:0.1.0" in capsys.readouterr().out
     )
 
 

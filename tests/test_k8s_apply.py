@@ -101,7 +101,7 @@ class Clock:
 
 @pytest.fixture
 def manifests(tmp_path: Path) -> list[Path]:
-    return render_serving(load_config(), cluster="eks", model_source=SOURCE, out_dir=tmp_path / "k8s")
+    return render_serving(load_config(), target="aws", model_source=SOURCE, out_dir=tmp_path / "k8s")
 
 
 def _apply(paths: list[Path], api: FakeApi, clock: Clock, lines: list[str], timeout: float = 600) -> None:

@@ -10,7 +10,7 @@ import yaml
 
 from contracts.config import load_config
 from contracts.errors import DeployError
-from workloads.k8s.bench_job import BenchJobSpec, render_bench_job
+from workloads.k8s.bench_job import BenchJobSpec, PvcArtifacts, render_bench_job
 from workloads.k8s.model_source import BakedModelSource, S3ModelSource, SecretS3ModelSource
 from workloads.k8s.render import parse_and_validate, render_serving
 from workloads.k8s.validate import supported_versions, validate_document
@@ -34,18 +34,18 @@ SECRET = SecretS3ModelSource(
 )
 BAKED = BakedModelSource(image="registry.example.com/bmc/ovms-model:0.1.0")
 CASES = {
-    "eks-pod-identity": ("eks", POD_IDENTITY, {}),
-    "eks-irsa": ("eks", IRSA, {}),
-    "eksa-secret": ("eksa", SECRET, {}),
-    "eksa-baked": ("eksa", BAKED, {"ovms": {"eksa_model_delivery": "baked"}}),
-    "eks-hpa": ("eks", POD_IDENTITY, {"ovms": {"hpa_max_replicas": 3, "replicas": 2}}),
+    "eks-pod-identity": ("aws", POD_IDENTITY, {}),
+    "eks-irsa": ("aws", IRSA, {}),
+    "eksa-secret": ("vsphere", SECRET, {}),
+    "eksa-baked": ("vsphere", BAKED, {"ovms": {"eksa_model_delivery": "baked"}}),
+    "eks-hpa": ("aws", POD_IDENTITY, {"ovms": {"hpa_max_replicas": 3, "replicas": 2}}),
 }
 
 
 def _render(tmp_path: Path, case: str) -> tuple[list[dict], object]:
-    cluster, source, overrides = CASES[case]
+    target, source, overrides = CASES[case]
     config = load_config(overrides)
-    paths = render_serving(config, cluster=cluster, model_source=source, out_dir=tmp_path)
+    paths = render_serving(config, target=target, model_source=source, out_dir=tmp_path)
     documents = []
     for path in paths:
         documents += parse_and_validate(path.read_text(), version=config.kubernetes.version, source=path.name)
@@ -67,8 +67,7 @@ def _containers(pod: dict) -> list[dict]:
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_files_per_pool_and_pinned_by_shared_labels(tmp_path: Path, case: str) -> None:
     documents, config = _render(tmp_path, case)
-    cluster = CASES[case][0]
-    pools = config.aws.pools if cluster == "eks" else config.vsphere.pools
+    pools = {"aws": config.aws.pools, "vsphere": config.vsphere.pools}[CASES[case][0]]
     assert sorted(p.name for p in tmp_path.glob("*.yaml")) == ["00-namespace.yaml"] + [
         f"10-ovms-{p}.yaml" for p in sorted(pools)
     ]
@@ -139,7 +138,7 @@ def test_ovms_settings_from_config(tmp_path: Path) -> None:
     realtime = load_config(
         {"ovms": {"use": "realtime", "realtime": {"performance_hint": "LATENCY", "nireq": 2}}}
     )
-    render_serving(realtime, cluster="eks", model_source=POD_IDENTITY, out_dir=tmp_path / "rt")
+    render_serving(realtime, target="aws", model_source=POD_IDENTITY, out_dir=tmp_path / "rt")
     text = (tmp_path / "rt" / "00-namespace.yaml").read_text()
     cm = next(d for d in yaml.safe_load_all(text) if d["kind"] == "ConfigMap")
     model = json.loads(cm["data"]["config.json"])["model_config_list"][0]["config"]
@@ -182,9 +181,9 @@ def test_secret_sync_and_baked_model_on_eksa(tmp_path: Path) -> None:
     assert not any(n["metadata"]["name"].endswith("model-sync") for n in _kind(documents, "NetworkPolicy"))
 
     with pytest.raises(DeployError, match="eksa_model_delivery is secret-sync"):
-        render_serving(load_config(), cluster="eksa", model_source=BAKED, out_dir=tmp_path / "x")
+        render_serving(load_config(), target="vsphere", model_source=BAKED, out_dir=tmp_path / "x")
     with pytest.raises(DeployError, match="pod's own identity"):
-        render_serving(load_config(), cluster="eks", model_source=SECRET, out_dir=tmp_path / "y")
+        render_serving(load_config(), target="aws", model_source=SECRET, out_dir=tmp_path / "y")
 
 
 def test_network_policies_default_deny_and_needed_allows(tmp_path: Path) -> None:
@@ -217,20 +216,23 @@ def test_bench_job_in_cluster(tmp_path: Path) -> None:
     spec = BenchJobSpec(
         pool="c6i", image="123456789012.dkr.ecr.us-east-1.amazonaws.com/bm/bench:0.1.0", artifacts=IRSA
     )
-    path = render_bench_job(config, cluster="eks", spec=spec, out_dir=tmp_path)
+    path = render_bench_job(config, target="aws", spec=spec, out_dir=tmp_path)
     documents = parse_and_validate(path.read_text(), version=config.kubernetes.version, source=path.name)
     (job,) = _kind(documents, "Job")
     pod = job["spec"]["template"]["spec"]
     assert job["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"] == "bench-client"
     _sync, bench = pod["initContainers"]
     (upload,) = pod["containers"]
-    assert bench["command"][:4] == [
+    assert bench["command"] == [
         "invoke",
+        "--config",
+        "/etc/bmc/invoke.yaml",
         "bench",
         "--endpoint",
         "ovms-c6i.bone-marrow.svc.cluster.local:9000",
     ]
-    assert bench["command"][-2:] == ["--artifacts-dir", "/work/artifacts"]
+    (config_map,) = _kind(documents, "ConfigMap")
+    assert yaml.safe_load(config_map["data"]["invoke.yaml"])["bmc"]["artifacts_dir"] == "/work/artifacts"
     assert upload["args"][:4] == ["s3", "sync", "/work/artifacts/bench", "s3://bm-models/bench-results"]
     assert not any(e["name"].startswith("AWS_") for e in bench["env"])
     (policy,) = _kind(documents, "NetworkPolicy")
@@ -241,17 +243,18 @@ def test_bench_job_in_cluster(tmp_path: Path) -> None:
 
     volume = render_bench_job(
         config,
-        cluster="eksa",
-        spec=BenchJobSpec(pool="icelake", image="r/b:1", artifacts="bench-pvc"),
+        target="vsphere",
+        spec=BenchJobSpec(pool="icelake", image="r/b:1", artifacts=PvcArtifacts(claim="bench-pvc")),
         out_dir=tmp_path,
     )
     (job,) = [d for d in yaml.safe_load_all(volume.read_text()) if d["kind"] == "Job"]
-    assert job["spec"]["template"]["spec"]["volumes"][1]["persistentVolumeClaim"]["claimName"] == "bench-pvc"
-    with pytest.raises(DeployError, match="unknown pool 'c5' for eksa"):
+    volumes = {v["name"]: v for v in job["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["artifacts"]["persistentVolumeClaim"]["claimName"] == "bench-pvc"
+    with pytest.raises(DeployError, match="unknown pool 'c5' for vsphere"):
         render_bench_job(
             config,
-            cluster="eksa",
-            spec=BenchJobSpec(pool="c5", image="r/b:1", artifacts="x"),
+            target="vsphere",
+            spec=BenchJobSpec(pool="c5", image="r/b:1", artifacts=PvcArtifacts(claim="x")),
             out_dir=tmp_path,
         )
 
@@ -272,7 +275,7 @@ def test_unsupported_version_is_one_clear_line(tmp_path: Path) -> None:
     assert "1.31" in supported_versions()
     config = load_config({"kubernetes": {"version": "1.24"}})
     with pytest.raises(DeployError, match=r"kubernetes.version 1.24 has no schemas in kubernetes-validate"):
-        render_serving(config, cluster="eks", model_source=POD_IDENTITY, out_dir=tmp_path)
+        render_serving(config, target="aws", model_source=POD_IDENTITY, out_dir=tmp_path)
     assert list(tmp_path.iterdir()) == [], "nothing written"
 
 
@@ -300,16 +303,19 @@ def test_cached_validator_agrees_with_kubernetes_validate(tmp_path: Path) -> Non
 
 
 def test_targets_choose_the_model_source(tmp_path: Path) -> None:
-    from workloads.k8s.targets import model_source_for, render_target
+    from workloads.targets import ModelRequest, cluster_target
 
     config = load_config()
-    source = model_source_for(config, target="aws", bucket="bm-models")
+    aws, vsphere = cluster_target("aws"), cluster_target("vsphere")
+    source = aws.require_model_source(config, ModelRequest(bucket="bm-models", bucket_flag="--bucket"))
     assert isinstance(source, S3ModelSource) and source.service_account == "ovms-model-sync"
-    assert isinstance(model_source_for(config, target="vsphere", bucket="bm-models"), SecretS3ModelSource)
+    assert isinstance(
+        vsphere.require_model_source(config, ModelRequest(bucket="bm-models")), SecretS3ModelSource
+    )
     baked = load_config({"ovms": {"eksa_model_delivery": "baked"}})
     with pytest.raises(DeployError, match="--baked-image"):
-        model_source_for(baked, target="vsphere", bucket=None)
+        vsphere.require_model_source(baked, ModelRequest(image_flag="--baked-image"))
     with pytest.raises(DeployError, match="--bucket"):
-        model_source_for(config, target="aws", bucket=None)
-    paths = render_target(config, target="vsphere", out_dir=tmp_path, source=SECRET)
+        aws.require_model_source(config, ModelRequest(bucket_flag="--bucket"))
+    paths = render_serving(config, target="vsphere", out_dir=tmp_path, model_source=SECRET)
     assert [p.name for p in paths] == ["00-namespace.yaml", "10-ovms-icelake.yaml"]

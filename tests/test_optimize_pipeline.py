@@ -20,6 +20,7 @@ from PIL import Image
 
 from contracts.config import OptimizeConfig, ToolkitConfig
 from contracts.errors import OptimizationError
+from contracts.model_repository import ModelRepository
 from workloads.classes import CLASS_CODES
 from workloads.images import load_batch
 from workloads.optimize import pipeline
@@ -27,7 +28,7 @@ from workloads.optimize.convert import convert_saved_model, save_ir
 from workloads.optimize.evaluate import openvino_predictor, tensorflow_predictor
 from workloads.optimize.parity import check_parity
 from workloads.optimize.pipeline import run_optimize
-from workloads.optimize.repository import existing_versions
+from workloads.optimize.repository import published_entry
 
 SIZE = 32
 
@@ -266,7 +267,7 @@ def test_optimize_scores_every_variant_and_publishes_a_new_version_each_run(
     assert report["variants"]["tf"]["path"] == "saved_model"
     assert report["variants"]["int8"]["metrics"] == result.variants["int8"].metrics
     assert report["settings"]["precisions"] == ["fp32", "fp16", "int8"]
-    assert report["published"] == [m.as_dict() for m in result.published]
+    assert report["published"] == [published_entry(m) for m in result.published]
 
     repo = artifacts / "models"
     assert [(m.name, m.version) for m in result.published] == [
@@ -285,7 +286,9 @@ def test_optimize_scores_every_variant_and_publishes_a_new_version_each_run(
     )
 
     assert [m.version for m in again.published] == [2, 2, 2]
-    assert existing_versions(repo / "bone-marrow-fp32") == [1, 2]
+    assert ModelRepository(repo).versions("bone-marrow", "fp32") == [1, 2]
+    # What optimize published is what serving and bench find.
+    assert ModelRepository(repo).find("bone-marrow", "int8") == again.published[2]
     assert (repo / "bone-marrow-int8" / "1" / "model.bin").read_bytes() == published_int8
     config = json.loads((repo / "config.json").read_text())
     assert [e["config"]["name"] for e in config["model_config_list"]] == [

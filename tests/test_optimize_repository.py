@@ -6,8 +6,9 @@ from pathlib import Path
 import pytest
 
 from contracts.errors import OptimizationError
+from contracts.model_repository import ModelRepository
 from workloads.optimize import repository
-from workloads.optimize.repository import existing_versions, next_version, publish, update_server_config
+from workloads.optimize.repository import next_version, publish, published_entry, update_server_config
 
 
 def _ir(folder: Path, tag: str) -> Path:
@@ -26,7 +27,7 @@ def irs(tmp_path):
 def card(tmp_path):
     path = tmp_path / "run" / "model_card.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"model_name": "bone-marrow", "run_id": "r1"}))
+    path.write_text(json.dumps({"model_name": "bone-marrow", "run_id": "r1", "image_size": 32}))
     return path
 
 
@@ -44,14 +45,18 @@ def test_first_publish_creates_version_1_of_every_precision(tmp_path, irs, card)
         ("bone-marrow-int8", 1, "int8"),
     ]
     for model in published:
-        assert model.path == repo / model.name / "1"
-        assert sorted(p.name for p in model.path.iterdir()) == ["model.bin", "model.xml", "model_card.json"]
-        assert model.bin_sha256 == hashlib.sha256((model.path / "model.bin").read_bytes()).hexdigest()
-        assert model.xml_sha256 == hashlib.sha256((model.path / "model.xml").read_bytes()).hexdigest()
-        assert (model.path / "model.bin").read_bytes() == (irs[model.precision] / "model.bin").read_bytes()
-        assert (model.path / "model_card.json").read_text() == card.read_text()
+        assert model.directory == repo / model.name / "1"
+        assert sorted(p.name for p in model.directory.iterdir()) == [
+            "model.bin",
+            "model.xml",
+            "model_card.json",
+        ]
+        assert model.sha256 == hashlib.sha256(model.bin.read_bytes()).hexdigest()
+        assert (model.image_size, model.run_id) == (32, "r1")
+        assert model.bin.read_bytes() == (irs[model.precision] / "model.bin").read_bytes()
+        assert model.model_card.read_text() == card.read_text()
         # Readable by the OVMS container's user, unlike mkdtemp's owner-only default.
-        assert stat.S_IMODE(model.path.stat().st_mode) == 0o755
+        assert stat.S_IMODE(model.directory.stat().st_mode) == 0o755
     config = json.loads((repo / "config.json").read_text())
     assert config == {
         "model_config_list": [
@@ -64,15 +69,15 @@ def test_first_publish_creates_version_1_of_every_precision(tmp_path, irs, card)
 def test_second_publish_adds_version_2_and_leaves_version_1_alone(tmp_path, irs, card):
     repo = tmp_path / "models"
     first = publish(repo, "bone-marrow", {"fp32": irs["fp32"]}, card, progress=_quiet)
-    before = (first[0].path / "model.bin").read_bytes()
+    before = first[0].bin.read_bytes()
     (irs["fp32"] / "model.bin").write_bytes(b"retrained weights")
 
     second = publish(repo, "bone-marrow", {"fp32": irs["fp32"]}, card, progress=_quiet)
 
     assert [m.version for m in first + second] == [1, 2]
-    assert (first[0].path / "model.bin").read_bytes() == before
-    assert (second[0].path / "model.bin").read_bytes() == b"retrained weights"
-    assert second[0].bin_sha256 == hashlib.sha256(b"retrained weights").hexdigest()
+    assert first[0].bin.read_bytes() == before
+    assert second[0].bin.read_bytes() == b"retrained weights"
+    assert second[0].sha256 == hashlib.sha256(b"retrained weights").hexdigest()
     assert len(json.loads((repo / "config.json").read_text())["model_config_list"]) == 1
 
 
@@ -88,17 +93,48 @@ def test_precisions_of_one_run_share_the_next_version_after_the_highest(tmp_path
     )
 
     assert {m.name: m.version for m in published} == {"bone-marrow-fp32": 4, "bone-marrow-int8": 4}
-    assert existing_versions(repo / "bone-marrow-int8") == [4]
+    assert ModelRepository(repo).versions("bone-marrow", "int8") == [4]
 
 
 def test_existing_and_next_versions_ignore_what_ovms_ignores(tmp_path):
-    model_dir = tmp_path / "m"
+    model_dir = tmp_path / "m-fp32"
     for name in ("1", "10", "2", "v3", "2-tmp", "٣", ".staging-x"):
         (model_dir / name).mkdir(parents=True)
-    assert existing_versions(model_dir) == [1, 2, 10]
-    assert existing_versions(tmp_path / "missing") == []
-    assert next_version([model_dir, tmp_path / "missing"]) == 11
-    assert next_version([]) == 1
+    repo = ModelRepository(tmp_path)
+    assert repo.versions("m", "fp32") == [1, 2, 10]
+    assert repo.versions("m", "int8") == []
+    assert next_version(repo, "m", ["fp32", "int8"]) == 11
+    assert next_version(repo, "m", []) == 1
+
+
+def test_what_is_published_reads_back_through_the_repository_owner(tmp_path, irs, card):
+    repo = ModelRepository(tmp_path / "models")
+    published = publish(repo.root, "bone-marrow", irs, card, progress=_quiet)
+    assert [repo.find("bone-marrow", p) for p in irs] == published
+    assert repo.find_all("bone-marrow", irs) == published
+
+
+def test_the_report_entry_names_the_published_files_and_their_hashes(tmp_path, irs, card):
+    (model,) = publish(tmp_path / "models", "bone-marrow", {"int8": irs["int8"]}, card, progress=_quiet)
+    assert published_entry(model) == {
+        "name": "bone-marrow-int8",
+        "version": 1,
+        "precision": "int8",
+        "path": str(tmp_path / "models" / "bone-marrow-int8" / "1"),
+        "bin_sha256": hashlib.sha256(b"int8" * 10).hexdigest(),
+        "xml_sha256": hashlib.sha256(b"<net name='int8'/>").hexdigest(),
+    }
+
+
+@pytest.mark.parametrize("content", [{"run_id": "r1"}, {"image_size": 0}, "{"])
+def test_a_card_readers_cannot_use_stops_publishing_before_any_version_appears(tmp_path, irs, content):
+    card = tmp_path / "model_card.json"
+    card.write_text(content if isinstance(content, str) else json.dumps(content))
+    repo = tmp_path / "models"
+    with pytest.raises(OptimizationError, match=r"^cannot publish: .*image_size") as error:
+        publish(repo, "bone-marrow", irs, card, progress=_quiet)
+    assert "\n" not in str(error.value)
+    assert not repo.exists()
 
 
 def test_staging_folder_is_not_a_version_while_files_are_copied(tmp_path, irs, card, monkeypatch):
@@ -107,7 +143,11 @@ def test_staging_folder_is_not_a_version_while_files_are_copied(tmp_path, irs, c
 
     def spy(staging: Path, target: Path) -> None:
         seen.append(
-            (staging.name, sorted(p.name for p in staging.iterdir()), existing_versions(staging.parent))
+            (
+                staging.name,
+                sorted(p.name for p in staging.iterdir()),
+                ModelRepository(staging.parent.parent).versions("bone-marrow", "fp32"),
+            )
         )
         rename(staging, target)
 
@@ -118,7 +158,7 @@ def test_staging_folder_is_not_a_version_while_files_are_copied(tmp_path, irs, c
     assert staging_name.startswith(".staging-")
     assert files == ["model.bin", "model.xml", "model_card.json"]
     assert versions_before_rename == []
-    assert [p.name for p in published[0].path.parent.iterdir()] == ["1"]  # no staging left behind
+    assert [p.name for p in published[0].directory.parent.iterdir()] == ["1"]  # no staging left behind
 
 
 def test_collision_raises_and_rolls_back_the_whole_publish(tmp_path, irs, card, monkeypatch):
@@ -127,13 +167,13 @@ def test_collision_raises_and_rolls_back_the_whole_publish(tmp_path, irs, card, 
     published_bin = (repo / "bone-marrow-fp32" / "1" / "model.bin").read_bytes()
     config_before = (repo / "config.json").read_text()
     # Another publisher claimed version 1 for fp32 between our scan and our rename.
-    monkeypatch.setattr(repository, "next_version", lambda dirs: 1)
+    monkeypatch.setattr(repository, "next_version", lambda *_: 1)
 
     with pytest.raises(OptimizationError, match=r"bone-marrow-fp32/1 already exists; refusing to overwrite"):
         publish(repo, "bone-marrow", {"int8": irs["int8"], "fp32": irs["fp32"]}, card, progress=_quiet)
 
     assert (repo / "bone-marrow-fp32" / "1" / "model.bin").read_bytes() == published_bin
-    assert existing_versions(repo / "bone-marrow-int8") == []  # renamed first, then rolled back
+    assert ModelRepository(repo).versions("bone-marrow", "int8") == []  # renamed first, then rolled back
     assert list((repo / "bone-marrow-int8").iterdir()) == []
     assert [p.name for p in (repo / "bone-marrow-fp32").iterdir()] == ["1"]
     assert (repo / "config.json").read_text() == config_before

@@ -174,7 +174,7 @@ def test_repository_problems_are_one_line_serving_errors(tmp_path):
     with pytest.raises(ServingError, match="does not exist; run `invoke optimize`"):
         find_models(tmp_path / "missing", "bone-marrow", ["fp32"])
     _publish(tmp_path, "bone-marrow-fp32", 1)
-    with pytest.raises(ServingError, match="no bone-marrow-int8 model"):
+    with pytest.raises(ServingError, match="no published bone-marrow-int8 in"):
         find_models(tmp_path, "bone-marrow", ["fp32", "int8"])
     _publish(tmp_path, "bone-marrow-int8", 1, files=("model.xml", "model_card.json"))
     with pytest.raises(ServingError, match=r"model\.bin is missing") as error:

@@ -22,7 +22,7 @@ RUN = RemoteRun(
     instance_id="i-0123456789abcdef0",
     bucket=BUCKET,
     run_id="r1",
-    image="123456789012.dkr.ecr.us-east-1.amazonaws.com/bone-marrow-train:0.1.0",
+    image="123456789012.dkr.ecr.us-east-1.amazonaws.com/bone-marrow/train:0.1.0",
     dataset_prefix="datasets/abc",
 )
 
@@ -139,7 +139,7 @@ def test_train_on_dl1_end_to_end_with_moto(aws, synthetic_split: Path, tmp_path:
     assert command["InstanceIds"] == [instance] and command["DocumentName"] == "AWS-RunShellScript"
     sent = command["Parameters"]["commands"]
     account = aws.client("sts").get_caller_identity()["Account"]
-    assert f"{account}.dkr.ecr.us-east-1.amazonaws.com/bone-marrow-train:0.1.0" in sent[-1]
+    assert f"{account}.dkr.ecr.us-east-1.amazonaws.com/bone-marrow/train:0.1.0" in sent[-1]
     assert any(line.startswith("dl1: command ") and instance in line for line in lines)
     with pytest.raises(TrainingError, match="exists; choose another --run-id"):
         train_on_dl1(config, run_id="dl1-run", session=aws, progress=lines.append)

@@ -17,7 +17,7 @@ def load_image(path: str | Path, size: int) -> np.ndarray:
     with Image.open(path) as img:
         rgb = img.convert("RGB")
         if rgb.size != (size, size):
-            rgb = rgb.resize((size, size), Image.BILINEAR)
+            rgb = rgb.resize((size, size), Image.Resampling.BILINEAR)
         return np.asarray(rgb, dtype=np.float32)
 
 

@@ -11,7 +11,7 @@ from aws_cdk import App, Environment, Validations
 from aws_cdk import aws_ec2 as ec2
 from cdk_nag import AwsSolutionsChecks, HIPAASecurityChecks
 
-from contracts.aws_names import StackNames, cluster_name
+from contracts.aws_names import DL1_TAG_KEY, StackNames, cluster_name, dl1_tag_value
 from contracts.config import ToolkitConfig
 from contracts.errors import ConfigError
 from infra.cdk.components.monthly_budget import MonthlyBudgetProps
@@ -104,6 +104,7 @@ def add_stacks(app: App, *, config: ToolkitConfig, account: str | None) -> Toolk
                 idle_minutes=aws.dl1_idle_minutes,
                 idle_cpu_percent=aws.dl1_idle_cpu_percent,
                 role=data.training_role,
+                identity_tag=(DL1_TAG_KEY, dl1_tag_value(aws.resource_prefix)),
             ),
             budget=MonthlyBudgetProps(
                 budget_name=f"{aws.resource_prefix}-monthly",

@@ -132,8 +132,10 @@ class VsphereClient:
                 f"cannot reach vCenter at {self.host}:{self.port}: {getattr(exc, 'strerror', None) or exc}"
             ) from None
         except vmodl.MethodFault as exc:
+            # pyVmomi's stubs omit MethodFault.msg, which VmomiSupport defines on every fault.
+            message = exc.msg  # type: ignore[attr-defined]
             raise VsphereError(
-                f"vCenter {self.host} refused the session: {exc.msg or type(exc).__name__}"
+                f"vCenter {self.host} refused the session: {message or type(exc).__name__}"
             ) from None
 
     def close(self) -> None:
@@ -196,7 +198,7 @@ class VsphereClient:
 
     def missing_privileges(self, wanted: Mapping[Any, Sequence[str]]) -> list[tuple[Any, str]]:
         """(entity, privilege) pairs this user lacks, for ``{entity: [privilege, …]}``."""
-        missing = []
+        missing: list[tuple[Any, str]] = []
         for entity, privileges in wanted.items():
             try:
                 answers = self.has_privilege_on_entities([entity], privileges)

@@ -243,9 +243,9 @@ def _check_privileges(
     by_path: dict[str, list[str]] = {}
     for entity, privilege in client.missing_privileges(wanted):
         by_path.setdefault(where[entity], []).append(privilege)
-    for path, privileges in by_path.items():
+    for path, lacking in by_path.items():
         failures.append(
-            f"{client.username!r} lacks {', '.join(privileges)} on {path}; "
+            f"{client.username!r} lacks {', '.join(lacking)} on {path}; "
             "grant the EKS Anywhere vSphere role there"
         )
 

@@ -242,6 +242,11 @@ class InferenceClient(ABC):
     def infer(self, batch: Batch) -> np.ndarray:
         return self.send(self.prepare(batch))
 
+    @property
+    def endpoint(self) -> str | None:
+        """Where requests go (a REST URL or a gRPC host:port); None in process."""
+        return None
+
     @abstractmethod
     def model_metadata(self) -> ModelMetadata: ...
 
@@ -292,6 +297,10 @@ class RestClient(InferenceClient):
                 trust_env=trust_env,
             )
         )
+
+    @property
+    def endpoint(self) -> str:
+        return self.url
 
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
         httpx = self._httpx
@@ -438,9 +447,13 @@ class GrpcClient(InferenceClient):
         self._channel = grpc.insecure_channel(self.target, options=unlimited)
         self._stub = pb_grpc.GRPCInferenceServiceStub(self._channel)
         # Requests are serialized once in prepare(); no request serializer means "send these bytes".
-        self._infer = self._channel.unary_unary(
+        self._infer: grpc.UnaryUnaryMultiCallable[bytes, Any] = self._channel.unary_unary(
             _INFER_METHOD, request_serializer=None, response_deserializer=pb.ModelInferResponse.FromString
         )
+
+    @property
+    def endpoint(self) -> str:
+        return self.target
 
     def _call(self, method: Callable[..., T], request: Any) -> T:
         try:

@@ -17,16 +17,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from contracts.config import ToolkitConfig
-from contracts.errors import BenchError, DeployError
+from contracts.errors import BenchError, DeployError, ToolkitError
 from workloads.bench.results import validate_results, write_results
-from workloads.k8s import s3sync
 from workloads.k8s.apply import apply_manifests, wait_for_job
-from workloads.k8s.bench_job import BenchJobSpec, render_bench_job
+from workloads.k8s.bench_job import Artifacts, BenchJobSpec, PvcArtifacts, render_bench_job
 from workloads.k8s.cluster_api import ClusterApi
-from workloads.k8s.model_source import S3ModelSource, SecretS3ModelSource
-from workloads.k8s.render import cluster_pools
-from workloads.k8s.targets import CLUSTERS
 from workloads.progress import Progress, print_progress
+from workloads.targets import ClusterTarget, DeployTarget, ModelRequest, either, target_names
+from workloads.targets import deploy_target as registered_target
 
 RESULT_BEGIN = "--- bmc-result-begin ---"
 RESULT_END = "--- bmc-result-end ---"
@@ -72,22 +70,24 @@ def extract_result(log: str) -> dict[str, Any]:
     return document
 
 
+def in_cluster_target(target: str) -> ClusterTarget:
+    """The cluster target that runs the bench Job; a one-line BenchError for any other name."""
+    try:
+        found: DeployTarget | None = registered_target(target)
+    except ToolkitError:
+        found = None
+    if not isinstance(found, ClusterTarget) or not found.in_cluster_bench:
+        choices = either(target_names(lambda t: t.in_cluster_bench))
+        raise BenchError(f"--in-cluster needs --target {choices}, not {target!r}")
+    return found
+
+
 def kubeconfig_for(config: ToolkitConfig, target: str) -> Path:
     """The kubeconfig `invoke up --target <target>` wrote; a one-line error when there is none."""
-    if target == "aws":
-        from workloads.deploy.aws import aws_paths
-
-        path = aws_paths(config).kubeconfig
-    elif target == "vsphere":
-        from infra.eksa.eksctl import kubeconfig_path
-        from workloads.deploy.vsphere import work_dir
-
-        path = kubeconfig_path(work_dir(config), config.vsphere.cluster_name)
-    else:
-        raise BenchError(f"--in-cluster needs --target aws or vsphere, not {target!r}")
-    if not Path(path).is_file():
+    path = in_cluster_target(target).kubeconfig(config)
+    if not path.is_file():
         raise BenchError(f"no kubeconfig for {target} at {path}; run `invoke up --target {target}` first")
-    return Path(path)
+    return path
 
 
 def artifacts_source(
@@ -97,36 +97,30 @@ def artifacts_source(
     s3_uri: str | None = None,
     pvc: str | None = None,
     endpoint_url: str = "",
-) -> s3sync.S3Location | str:
-    """What the Job reads its artifacts tree (models/, data/) from: an S3 prefix or a PVC name.
+) -> Artifacts:
+    """What the Job reads its artifacts tree (models/, data/) from: an S3 prefix or a PVC.
 
-    On aws the sync runs under the pod identity of the model-sync service account; on vsphere with the
-    keys of the ``ovms.eksa_credentials_secret`` Secret (``endpoint_url``: an S3-compatible store).
+    The S3 sync runs with the target's pod credentials (aws: the pod identity of the model-sync
+    service account; vsphere: the keys of the ``ovms.eksa_credentials_secret`` Secret,
+    ``endpoint_url``: an S3-compatible store).
     """
     if bool(s3_uri) == bool(pvc):
         raise BenchError(
             "--in-cluster needs exactly one of --artifacts-s3 s3://bucket/prefix or --artifacts-pvc NAME"
         )
     if pvc:
-        return pvc
+        try:
+            return PvcArtifacts(claim=pvc)
+        except DeployError as exc:
+            raise BenchError(f"--artifacts-pvc: {exc}") from None
     assert s3_uri is not None
     if not s3_uri.startswith("s3://") or not s3_uri[5:].split("/", 1)[0]:
         raise BenchError(f"--artifacts-s3 must look like s3://bucket/prefix, got {s3_uri!r}")
     bucket, _, prefix = s3_uri[5:].partition("/")
+    cluster = in_cluster_target(target)
     try:
-        if target == "aws":
-            return S3ModelSource(
-                bucket=bucket,
-                prefix=prefix.strip("/"),
-                region=config.aws.region,
-                service_account=config.kubernetes.model_sync_service_account,
-            )
-        return SecretS3ModelSource(
-            bucket=bucket,
-            prefix=prefix.strip("/"),
-            region=config.aws.region,
-            secret_name=config.ovms.eksa_credentials_secret,
-            endpoint_url=endpoint_url,
+        return cluster.s3_source(
+            config, ModelRequest(bucket=bucket, prefix=prefix.strip("/"), endpoint_url=endpoint_url)
         )
     except DeployError as exc:
         raise BenchError(f"--artifacts-s3: {exc}") from None
@@ -144,7 +138,7 @@ def run_in_cluster(
     pool: str | None,
     image: str,
     kubeconfig: Path,
-    artifacts: s3sync.S3Location | str,
+    artifacts: Artifacts,
     progress: Progress = print_progress,
     api: JobClusterApi | None = None,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -152,21 +146,19 @@ def run_in_cluster(
     sleep: Callable[[float], None] = time.sleep,
 ) -> list[Path]:
     """Run the bench Job on ``pool`` (default: every pool of the target's cluster); the written JSON paths."""
-    if target not in CLUSTERS:
-        raise BenchError(f"--in-cluster needs --target aws or vsphere, not {target!r}")
+    cluster = in_cluster_target(target)
     if not image:
         raise BenchError("--in-cluster needs the bench image (--image REGISTRY/bench:TAG)")
-    cluster = CLUSTERS[target]
-    known = cluster_pools(config, cluster)
+    known = cluster.pools(config)
     if pool is not None and pool not in known:
-        raise BenchError(f"{target} has no pool {pool!r}; configured pools: {', '.join(sorted(known))}")
-    pools = [pool] if pool is not None else sorted(known)
+        raise BenchError(f"{target} has no pool {pool!r}; configured pools: {', '.join(known)}")
+    pools = [pool] if pool is not None else list(known)
     if api is None:
         from workloads.k8s.cluster_api import DynamicClusterApi
 
         api = DynamicClusterApi(kubeconfig=kubeconfig)
     namespace = config.kubernetes.namespace
-    out_dir = config.paths.root / "deploy" / target / "bench-jobs"
+    out_dir = cluster.work_dir(config) / "bench-jobs"
     written = []
     for name_of_pool in pools:
         spec = BenchJobSpec(
@@ -177,7 +169,7 @@ def run_in_cluster(
             target=target,
         )
         name = spec.job_name()
-        manifest = render_bench_job(config, cluster=cluster, spec=spec, out_dir=out_dir)
+        manifest = render_bench_job(config, target=cluster.name, spec=spec, out_dir=out_dir)
         progress(f"== bench Job {name} on {target}/{name_of_pool} ({manifest})")
         apply_manifests(
             [manifest], kubeconfig=kubeconfig, api=api, progress=progress, clock=clock, sleep=sleep

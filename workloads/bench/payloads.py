@@ -15,6 +15,7 @@ import json
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -170,7 +171,7 @@ def encode_grpc_request(
     return request.SerializeToString()
 
 
-def decode_grpc_response(response, *, output_name: str = OUTPUT_NAME) -> np.ndarray:
+def decode_grpc_response(response: Any, *, output_name: str = OUTPUT_NAME) -> np.ndarray:
     """The named output of a ``ModelInferResponse`` (raw contents, or typed contents as a fallback)."""
     for index, output in enumerate(response.outputs):
         if output.name != output_name:

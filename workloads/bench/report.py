@@ -6,14 +6,14 @@ with its min–max range, tail latencies sit beside the paper's "average of 10 i
 CPU and its INT8-relevant instruction sets are named, and footnotes say which model, which settings
 and which caveats each row comes with.
 
-Results are the schema_version 1 JSON files written by the bench engine. A row is one
-(target, pool, runtime, protocol, precision, batch_size, concurrency); when several results share a
-row, the newest (created_at) wins and a footnote says which were dropped.
+Results are the JSON files written by the bench engine, loaded and validated by
+workloads.bench.results. A row is one (target, pool, runtime, protocol, precision, batch_size,
+concurrency); when several results share a row, the newest (created_at) wins and a footnote says
+which were dropped.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -23,105 +23,15 @@ from typing import Any
 
 from contracts.errors import BenchError
 from contracts.files import atomic_write_text, temporary_sibling
-from workloads.bench.results import model_version_label
+from workloads.bench.results import SOURCE_KEY, load_results, model_version_label
 from workloads.progress import Progress, print_progress
 
-SCHEMA_VERSION = 1
 TARGET_ORDER = ("local", "aws", "vsphere", "endpoint", "in-process")
 REPORT_MD = "report.md"
 REPORT_PNG = "report.png"
-SOURCE_KEY = "_source"  # added by load_results: the file a result came from, for footnotes
 MISSING = "—"
 
-_STATS = ("median", "min", "max")
-_REALTIME_METRICS = ("mean_ms", "p50_ms", "p90_ms", "p99_ms", "paper_avg_ms")
 _SETTINGS_SHOWN = ("repetitions", "min_duration_seconds", "min_requests", "warmup_seconds", "input_format")
-
-
-# ---------------------------------------------------------------------------------------------
-# Loading and validation
-
-
-def load_results(paths: Sequence[Path]) -> list[dict[str, Any]]:
-    """Read result JSON files; a directory contributes its ``*.json`` files in name order.
-
-    Each result is checked for what the report relies on; the first bad file raises a one-line
-    BenchError naming the file. Every returned dict carries ``_source`` (its file path).
-    """
-    files: list[Path] = []
-    for path in map(Path, paths):
-        if path.is_dir():
-            files.extend(sorted(p for p in path.glob("*.json") if p.is_file() and not p.name.startswith(".")))
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise BenchError(f"benchmark results {path} do not exist; run `invoke bench` first")
-    if not files:
-        where = ", ".join(str(p) for p in paths) or "(no paths given)"
-        raise BenchError(f"no benchmark results (*.json) in {where}; run `invoke bench` first")
-    return [_load_one(file) for file in files]
-
-
-def _load_one(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BenchError(f"cannot read benchmark result {path}: {exc}") from exc
-    except json.JSONDecodeError as exc:
-        raise BenchError(f"benchmark result {path} is not valid JSON: {exc}") from exc
-    problem = _validation_problem(data)
-    if problem:
-        raise BenchError(f"benchmark result {path} is not usable: {problem}")
-    return {**data, SOURCE_KEY: str(path)}
-
-
-def _validation_problem(data: Any) -> str | None:
-    """What is wrong with a result, in a few words, or None when the report can use it."""
-    if not isinstance(data, dict):
-        return f"expected a JSON object, got {type(data).__name__}"
-    if data.get("schema_version") != SCHEMA_VERSION:
-        return f"schema_version is {data.get('schema_version')!r}, expected {SCHEMA_VERSION}"
-    if data.get("target") not in TARGET_ORDER:
-        return f"target is {data.get('target')!r}, expected one of {', '.join(TARGET_ORDER)}"
-    model = data.get("model")
-    if not isinstance(model, dict) or not isinstance(model.get("precision"), str):
-        return "model.precision is missing"
-    scenarios = data.get("scenarios")
-    if not isinstance(scenarios, dict):
-        return "scenarios is missing"
-    if "batch" in scenarios:
-        problem = _stats_problem(scenarios["batch"], "batch", ("images_per_second",))
-        if problem:
-            return problem
-    if "realtime" in scenarios:
-        problem = _stats_problem(scenarios["realtime"], "realtime", _REALTIME_METRICS)
-        if problem:
-            return problem
-    created_at = data.get("created_at")
-    if created_at is not None:
-        try:
-            _parse_time(created_at)
-        except (TypeError, ValueError):
-            return f"created_at {created_at!r} is not an ISO 8601 time"
-    return None
-
-
-def _stats_problem(scenario: Any, name: str, metrics: Sequence[str]) -> str | None:
-    summary = scenario.get("summary") if isinstance(scenario, dict) else None
-    if not isinstance(summary, dict):
-        return f"scenarios.{name}.summary is missing"
-    for metric in metrics:
-        stats = summary.get(metric)
-        if not isinstance(stats, dict) or not all(
-            isinstance(stats.get(s), int | float) and not isinstance(stats.get(s), bool) for s in _STATS
-        ):
-            return f"scenarios.{name}.summary.{metric} needs numeric median, min and max"
-    return None
-
-
-def _parse_time(value: str) -> datetime:
-    parsed = datetime.fromisoformat(value)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -164,6 +74,11 @@ def merge_results(results: Sequence[Mapping[str, Any]]) -> tuple[list[Mapping[st
                 f"dropped {dropped}."
             )
     return rows, notes
+
+
+def _parse_time(value: str) -> datetime:
+    parsed = datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _created_at(result: Mapping[str, Any]) -> datetime:
@@ -347,7 +262,8 @@ def _money(value: float | None) -> str:
 
 
 def _cost_note(rows: Sequence[Mapping[str, Any]], usd_per_hour: Mapping[str, float]) -> str:
-    used = sorted({key for row in rows for key in (row.get("pool"), row["target"]) if key in usd_per_hour})
+    keys = {str(key) for row in rows for key in (row.get("pool"), row["target"]) if key is not None}
+    used = sorted(keys & set(usd_per_hour))
     prices = ", ".join(f"{key} ${float(usd_per_hour[key]):g}/h" for key in used)
     return (
         f"$/M images = $/hour ÷ (median batch images/s × 3600) × 10⁶, at {prices} "

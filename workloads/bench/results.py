@@ -2,7 +2,8 @@
 
 One JSON file per run, ``<bench_results>/<UTC timestamp>-<target>-<runtime>-<precision>.json``
 (written atomically), and one line per run appended to ``<bench_results>/results.csv``.
-The report (workloads.bench.report) reads both.
+This module alone knows the schema: the engine writes through :func:`write_results`, the
+report (workloads.bench.report) reads through :func:`load_results`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import csv
 import io
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from contracts.files import atomic_write_text
 
 SCHEMA_VERSION = 1
 CSV_FILE = "results.csv"
+SOURCE_KEY = "_source"  # added by load_results: the file a result came from
 TARGETS = ("local", "aws", "vsphere", "endpoint", "in-process")
 RUNTIMES = ("kserve-openvino", "ovms", "kserve-v2", "openvino", "tensorflow")
 PROTOCOLS = ("rest", "grpc", "in-process")
@@ -216,15 +218,47 @@ RESULTS_SCHEMA: dict[str, Any] = {
 }
 
 
-def validate_results(document: Mapping[str, Any]) -> None:
-    """Raise BenchError (one line: where and what) unless ``document`` follows RESULTS_SCHEMA."""
+def validate_results(document: Any, *, source: Path | None = None) -> None:
+    """Raise BenchError (one line: which file, where and what) unless ``document`` follows RESULTS_SCHEMA."""
     validator = jsonschema.Draft202012Validator(RESULTS_SCHEMA, format_checker=jsonschema.FormatChecker())
     error = jsonschema.exceptions.best_match(validator.iter_errors(document))
     if error is not None:
         where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
+        result = f"benchmark result {source}" if source is not None else "benchmark result"
         raise BenchError(
-            f"benchmark result does not follow schema_version {SCHEMA_VERSION} at {where}: {error.message}"
+            f"{result} does not follow schema_version {SCHEMA_VERSION} at {where}: {error.message}"
         )
+
+
+def load_result(path: Path) -> dict[str, Any]:
+    """One result file, validated; the dict carries ``_source`` (its path)."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BenchError(f"cannot read benchmark result {path}: {exc}") from exc
+    except json.JSONDecodeError as exc:
+        raise BenchError(f"benchmark result {path} is not valid JSON: {exc}") from exc
+    validate_results(document, source=path)
+    return {**document, SOURCE_KEY: str(path)}
+
+
+def load_results(paths: Sequence[Path]) -> list[dict[str, Any]]:
+    """Read result files; a directory contributes its ``*.json`` files in name order.
+
+    The first unusable file raises a one-line BenchError naming it.
+    """
+    files: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            files.extend(sorted(p for p in path.glob("*.json") if p.is_file() and not p.name.startswith(".")))
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise BenchError(f"benchmark results {path} do not exist; run `invoke bench` first")
+    if not files:
+        where = ", ".join(str(p) for p in paths) or "(no paths given)"
+        raise BenchError(f"no benchmark results (*.json) in {where}; run `invoke bench` first")
+    return [load_result(file) for file in files]
 
 
 def result_file_name(document: Mapping[str, Any]) -> str:

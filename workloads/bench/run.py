@@ -8,17 +8,18 @@ metadata check → known-answer check → scenarios → known-answer check → r
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import workloads
 from contracts.config import ServingConfig, ToolkitConfig, openvino_properties
-from contracts.errors import BenchError, DatasetError, ToolkitError
+from contracts.errors import BenchError, DatasetError, ModelRepositoryError, ToolkitError
 from contracts.files import sha256_file
+from contracts.model_repository import ModelRepository, ModelVersion, served_name
+from contracts.run_directory import RunDirectory
 from workloads.bench.clients import (
     DEFAULT_RETRY,
     GrpcClient,
@@ -39,7 +40,7 @@ from workloads.bench.known_answer import (
     build_known_answer,
     check_known_answer,
 )
-from workloads.bench.results import model_version_label, write_results
+from workloads.bench.results import SCHEMA_VERSION, model_version_label, write_results
 from workloads.bench.scenarios import (
     SCENARIOS,
     BatchResult,
@@ -49,89 +50,40 @@ from workloads.bench.scenarios import (
     run_batch,
     run_realtime,
 )
-from workloads.optimize.repository import existing_versions, served_name
 from workloads.progress import Progress, print_progress
+from workloads.targets import DEPLOY_TARGETS, DeployTarget, deploy_target, either
 from workloads.telemetry import opt_out_of_openvino_telemetry
 
 RUNTIMES = ("server", "openvino", "tensorflow")
-ENDPOINTS_FILE = "endpoints.json"  # written by workloads.serving.local
+# The result label of a server named only by --endpoint (no deploy target).
+ENDPOINT = "endpoint"
+BENCH_LABELS = (*DEPLOY_TARGETS, ENDPOINT)
 
 
 # --- what is benchmarked ----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class PublishedVersion:
-    """One version folder of the OVMS repository: ``<repo>/<model>-<precision>/<version>/``."""
-
-    name: str
-    precision: str
-    version: int
-    directory: Path
-    image_size: int
-    run_id: str | None
-
-    @property
-    def xml(self) -> Path:
-        return self.directory / "model.xml"
-
-    @property
-    def bin(self) -> Path:
-        return self.directory / "model.bin"
-
-
 def find_published(
     repository: Path, model_name: str, precision: str, version: int | None = None
-) -> PublishedVersion:
-    """The given version (default: the latest) of ``<model_name>-<precision>`` in the repository."""
-    name = served_name(model_name, precision)
-    versions = existing_versions(repository / name)
-    if not versions:
-        raise BenchError(
-            f"no published {name} in {repository}; "
-            f"run `invoke optimize` with {precision} in optimize.precisions"
-        )
-    if version is None:
-        version = versions[-1]
-    elif version not in versions:
-        raise BenchError(
-            f"the endpoint serves {name} version {version}, which {repository} does not have "
-            f"(it has {', '.join(map(str, versions))}); the known-answer check needs that version's IR"
-        )
-    directory = repository / name / str(version)
-    card_path = directory / "model_card.json"
+) -> ModelVersion:
+    """The given version (default: the latest) of ``<model_name>-<precision>`` in the repository.
+
+    A version is asked for when an endpoint reports the one it serves; the known answer needs its IR.
+    """
     try:
-        card = json.loads(card_path.read_text(encoding="utf-8"))
-        image_size = int(card["image_size"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return ModelRepository(repository).find(model_name, precision, version)
+    except ModelRepositoryError as exc:
+        if version is None:
+            raise BenchError(str(exc)) from None
         raise BenchError(
-            f"cannot read image_size from {card_path} ({exc}); republish with `invoke optimize`"
+            f"the endpoint serves {served_name(model_name, precision)} version {version}, but {exc}; "
+            "the known-answer check needs that version's IR"
         ) from None
-    for path in (directory / "model.xml", directory / "model.bin"):
-        if not path.is_file():
-            raise BenchError(f"{name} version {version} is incomplete: {path} is missing")
-    run_id = card.get("run_id")
-    return PublishedVersion(name, precision, version, directory, image_size, str(run_id) if run_id else None)
 
 
 def compile_config(serving: ServingConfig) -> dict[str, Any]:
     """The OpenVINO properties the local server compiles with (workloads.serving.model.RuntimeSettings)."""
     return openvino_properties(serving.performance_hint, serving.num_streams, serving.inference_threads)
-
-
-def read_local_endpoints(folder: Path) -> dict[str, Any]:
-    path = folder / ENDPOINTS_FILE
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise BenchError(f"no local server recorded in {path}; run `invoke up --target local`") from None
-    except (OSError, ValueError) as exc:
-        raise BenchError(
-            f"cannot read {path} ({exc}); restart the server with `invoke up --target local`"
-        ) from None
-    if not isinstance(info, dict) or not info.get("http_url") or not info.get("grpc_target"):
-        raise BenchError(f"{path} names no endpoints; restart the server with `invoke up --target local`")
-    return info
 
 
 def detect_runtime(server_name: str, platform: str) -> str:
@@ -169,27 +121,25 @@ def _server_subject(
 ) -> Subject:
     bench = config.bench
     name = served_name(config.optimize.model_name, bench.precision)
-    local = None
-    if target == "local":
-        local = read_local_endpoints(config.paths.local_server)
+    registered = DEPLOY_TARGETS.get(target)  # None for an anonymous endpoint
+    local = _server_record(registered, config)
+    if local is not None:
         if endpoint is None:
             endpoint = local["http_url"] if bench.protocol == "rest" else local["grpc_target"]
     elif endpoint is None:
         raise BenchError(f"target {target} needs an endpoint (the server's REST URL or gRPC host:port)")
-    options = {
-        "timeout_seconds": bench.request_timeout_seconds,
-        "retry": retry,
-        "known_models": sorted((local or {}).get("models") or {}),
-        "up_hint": (
+    client_class = RestClient if bench.protocol == "rest" else GrpcClient
+    client: InferenceClient = client_class(
+        endpoint,
+        name,
+        timeout_seconds=bench.request_timeout_seconds,
+        retry=retry,
+        known_models=sorted((local or {}).get("models") or {}),
+        up_hint=(
             "is the server up and the endpoint right?"
-            if target == "endpoint"
+            if registered is None
             else f"is the server up? `invoke up --target {target}`"
         ),
-    }
-    client: InferenceClient = (
-        RestClient(endpoint, name, **options)
-        if bench.protocol == "rest"
-        else GrpcClient(endpoint, name, **options)
     )
     try:
         server = client.server_metadata()
@@ -215,6 +165,8 @@ def _server_subject(
         client.close()
         raise
     same_machine = local is not None or is_loopback(endpoint)
+    if pool is None and registered is not None and local is not None:
+        (pool,) = registered.pools(config)  # the one server the target runs
     served = ((local or {}).get("models") or {}).get(name) or {}
     return Subject(
         client=client,
@@ -222,8 +174,8 @@ def _server_subject(
         reference_name=f"{name} version {published.version} in-process (OpenVINO)",
         tolerance=SAME_MACHINE_TOLERANCE if local is not None else REMOTE_TOLERANCE,
         target=target,
-        pool=pool if pool is not None else ("local" if target == "local" else None),
-        endpoint=client.url if isinstance(client, RestClient) else client.target,
+        pool=pool,
+        endpoint=client.endpoint,
         protocol=bench.protocol,
         runtime="kserve-openvino"
         if local is not None
@@ -241,16 +193,33 @@ def _server_subject(
     )
 
 
+def _server_record(target: DeployTarget | None, config: ToolkitConfig) -> dict[str, Any] | None:
+    """What the target recorded about the one server it runs (models, settings); None if it runs none."""
+    if target is None:
+        return None
+    try:
+        return target.server_record(config)
+    except ToolkitError as exc:
+        raise BenchError(str(exc)) from None
+
+
+class _InProcess(TypedDict):
+    target: str
+    pool: None
+    endpoint: None
+    protocol: str
+    server_version: None
+
+
+# What every in-process subject says about where it ran: nowhere but here.
+_IN_PROCESS = _InProcess(
+    target="in-process", pool=None, endpoint=None, protocol="in-process", server_version=None
+)
+
+
 def _in_process_subject(config: ToolkitConfig, runtime: str) -> Subject:
     bench = config.bench
     published = find_published(config.paths.model_repository, config.optimize.model_name, bench.precision)
-    common = {
-        "target": "in-process",
-        "pool": None,
-        "endpoint": None,
-        "protocol": "in-process",
-        "server_version": None,
-    }
     if runtime == "openvino":
         client = OpenVinoClient(
             published.xml,
@@ -263,7 +232,7 @@ def _in_process_subject(config: ToolkitConfig, runtime: str) -> Subject:
             "version": published.version,
             "precision": bench.precision,
             "image_size": published.image_size,
-            "sha256": sha256_file(published.bin),
+            "sha256": published.sha256,
         }
         return Subject(
             client=client,
@@ -274,22 +243,25 @@ def _in_process_subject(config: ToolkitConfig, runtime: str) -> Subject:
             model=model,
             server_cpu=None,
             performance_hint=config.serving.performance_hint,
-            **common,
+            **_IN_PROCESS,
         )
     if not published.run_id:
-        raise BenchError(f"{published.directory}/model_card.json names no run_id; cannot find its SavedModel")
-    saved_model = config.paths.runs / published.run_id / "saved_model"
+        raise BenchError(f"{published.model_card} names no run_id; cannot find its SavedModel")
+    run = RunDirectory.of(config.paths.runs, published.run_id)
+    saved_model = run.saved_model
     if not saved_model.is_dir():
         raise BenchError(
             f"the tensorflow runtime needs run {published.run_id}'s SavedModel, "
             f"but {saved_model} does not exist"
         )
-    client = TensorFlowClient(saved_model, image_size=published.image_size, model=config.optimize.model_name)
+    tf_client = TensorFlowClient(
+        saved_model, image_size=published.image_size, model=config.optimize.model_name
+    )
     import tensorflow as tf
 
     return Subject(
-        client=client,
-        reference=client.infer,
+        client=tf_client,
+        reference=tf_client.infer,
         reference_name=f"run {published.run_id}'s SavedModel (the same in-process model)",
         tolerance=SAME_MACHINE_TOLERANCE,
         runtime="tensorflow",
@@ -299,12 +271,12 @@ def _in_process_subject(config: ToolkitConfig, runtime: str) -> Subject:
             "run_id": published.run_id,
             "precision": "fp32",
             "image_size": published.image_size,
-            "sha256": sha256_file(saved_model / "saved_model.pb"),
+            "sha256": sha256_file(run.saved_model_graph),
         },
         server_cpu=None,
         performance_hint=None,
         tensorflow_version=tf.__version__,
-        **common,
+        **_IN_PROCESS,
     )
 
 
@@ -337,8 +309,8 @@ def run_bench(
         )
     if runtime not in RUNTIMES:
         raise BenchError(f"unknown runtime {runtime!r}; choose from {', '.join(RUNTIMES)}")
-    if runtime == "server" and target not in ("local", "endpoint", "aws", "vsphere"):
-        raise BenchError(f"unknown target {target!r}; choose local, endpoint, aws or vsphere")
+    if runtime == "server" and target not in BENCH_LABELS:
+        raise BenchError(f"unknown target {target!r}; choose {either(BENCH_LABELS)}")
 
     subject = (
         _server_subject(config, target, endpoint, pool, retry)
@@ -453,7 +425,7 @@ def _document(
         versions["tensorflow"] = subject.tensorflow_version
     versions["server"] = subject.server_version
     return {
-        "schema_version": 1,
+        "schema_version": SCHEMA_VERSION,
         "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "target": subject.target,
         "pool": subject.pool,
@@ -508,11 +480,9 @@ def summary_lines(document: dict[str, Any]) -> list[str]:
 def deployed_endpoints(
     config: ToolkitConfig, *, target: str, pool: str | None = None
 ) -> list[tuple[str, str]]:
-    """(pool, endpoint) pairs recorded by `invoke up --target aws|vsphere`, for ``bench.protocol``."""
-    from workloads.k8s.endpoints import load_endpoints
-
+    """(pool, endpoint) pairs recorded by `invoke up --target <target>`, for ``bench.protocol``."""
     try:
-        recorded = load_endpoints(config, target=target)
+        recorded = deploy_target(target).recorded_endpoints(config)
     except ToolkitError as exc:
         raise BenchError(str(exc)) from None
     if pool is not None and pool not in recorded:
@@ -526,20 +496,21 @@ def bench_targets(
 ) -> tuple[str, list[tuple[str | None, str | None]]]:
     """The result's target label and the (pool, endpoint) pairs to measure, from the task's flags.
 
-    ``--endpoint`` alone (or with ``--target local``) is labelled "endpoint"; with ``--target aws`` or
-    ``vsphere`` it keeps that label and ``--pool`` (the in-cluster Job measures its pool's Service
-    this way); ``--target aws|vsphere`` alone measures the endpoints `invoke up` recorded.
+    ``--endpoint`` alone (or with a target that runs no in-cluster bench, like ``local``) is labelled
+    "endpoint"; with a cluster target it keeps that label and ``--pool`` (the in-cluster Job measures
+    its pool's Service this way); a target alone measures the endpoints `invoke up` recorded.
     """
-    if target not in ("local", "endpoint", "aws", "vsphere"):
-        raise BenchError(f"unknown target {target!r}; choose local, aws, vsphere or --endpoint")
+    if target not in BENCH_LABELS:
+        raise BenchError(f"unknown target {target!r}; choose {', '.join(DEPLOY_TARGETS)} or --endpoint")
+    registered = DEPLOY_TARGETS.get(target)
     if endpoint:
-        if target in ("aws", "vsphere"):
+        if registered is not None and registered.in_cluster_bench:
             if runtime == "server" and not pool:
                 raise BenchError(f"--endpoint with --target {target} needs --pool (the pool it serves)")
             return target, [(pool, endpoint)]
-        return "endpoint", [(pool, endpoint)]
-    if target == "endpoint":
-        raise BenchError("target endpoint needs --endpoint (the server's REST URL or gRPC host:port)")
-    if target in ("aws", "vsphere") and runtime == "server":
+        return ENDPOINT, [(pool, endpoint)]
+    if registered is None:
+        raise BenchError(f"target {ENDPOINT} needs --endpoint (the server's REST URL or gRPC host:port)")
+    if runtime == "server":
         return target, [(name, url) for name, url in deployed_endpoints(config, target=target, pool=pool)]
     return target, [(pool, endpoint)]

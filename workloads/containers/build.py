@@ -9,8 +9,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from contracts import aws_names
 from contracts.config import ToolkitConfig
 from contracts.errors import DeployError
+from contracts.model_repository import ModelRepository
 from workloads.progress import Progress, print_progress
 
 IMAGES = ("train", "ovms", "bench")
@@ -36,8 +38,8 @@ class Command:
 
 
 def repository_name(config: ToolkitConfig, name: str) -> str:
-    """The image repository of ``name`` (train, ovms, bench); ECR repositories use the same names."""
-    return f"{config.aws.resource_prefix}-{name}"
+    """The image repository of ``name`` (train, ovms, bench): the name of the ECR repository CDK makes."""
+    return aws_names.repository_name(config.aws.resource_prefix, name)
 
 
 def image_tags(config: ToolkitConfig, *, registry: str, name: str, suffix: str = "") -> tuple[str, ...]:
@@ -74,7 +76,7 @@ def plan_builds(
             args = [("OVMS_IMAGE", config.ovms.image)]
             if model_dir is not None:
                 relative = _inside(repo_root, model_dir)
-                if not (model_dir / "config.json").is_file():
+                if not ModelRepository(model_dir).config_file.is_file():
                     raise DeployError(
                         f"{model_dir} is not an OVMS model repository (no config.json); run `invoke optimize`"
                     )

@@ -1,4 +1,7 @@
-"""Which registry images go to: ECR of the account (--target aws, login through boto3) or a configured one."""
+"""The registries images go to: a configured one (images.registry) or the account's ECR (login through boto3).
+
+Which one a target uses is the target's choice (workloads.targets).
+"""
 
 from __future__ import annotations
 
@@ -37,14 +40,15 @@ def ecr_login(config: ToolkitConfig, *, session: Any | None = None) -> tuple[str
     return registry, login
 
 
-def resolve_registry(
-    config: ToolkitConfig, *, target: str, push: bool, dry_run: bool, session: Any | None = None
+def configured_registry(config: ToolkitConfig) -> tuple[str, list[Command]] | None:
+    """images.registry when it is set (no login: the engine's own credentials push there)."""
+    return (config.images.registry, []) if config.images.registry else None
+
+
+def ecr_registry(
+    config: ToolkitConfig, *, push: bool, dry_run: bool, session: Any | None = None
 ) -> tuple[str, list[Command]]:
-    """The registry and the login commands that must run before pushing."""
-    if config.images.registry:
-        return config.images.registry, []
-    if target != "aws":
-        raise DeployError(f"images.registry is empty: set it to the registry of target {target}")
+    """The account's ECR registry and the login that must run before pushing."""
     try:
         registry, login = ecr_login(config, session=session)
     except DeployError:

@@ -8,7 +8,7 @@ from typing import Any
 
 from contracts.config import ToolkitConfig
 from workloads.containers.build import IMAGES, Command, buildx_command, plan_builds, run_commands
-from workloads.containers.registry import resolve_registry
+from workloads.targets import cluster_target
 
 
 def build_images(
@@ -34,7 +34,9 @@ def build_images(
         model_dir=model_dir,
         repo_root=repo_root,
     )
-    registry, logins = resolve_registry(config, target=target, push=push, dry_run=dry_run, session=session)
+    registry, logins = cluster_target(target).image_registry(
+        config, push=push, dry_run=dry_run, session=session
+    )
     builds = plan_builds(
         config, registry=registry, names=names, variant=variant, model_dir=model_dir, repo_root=repo_root
     )

@@ -153,7 +153,7 @@ class Canvas:
         base = np.array(self.jitter(BACKGROUND, 6), dtype=np.float32)
         shade = (rng.random((6, 6, 1), dtype=np.float32) - 0.5) * 10
         low = Image.fromarray((base + shade).clip(0, 255).astype(np.uint8), mode="RGB")
-        self.image = low.resize((size, size), Image.BICUBIC)
+        self.image = low.resize((size, size), Image.Resampling.BICUBIC)
 
     # --- randomness helpers ---------------------------------------------------------------
     def uniform(self, low: float, high: float) -> float:
@@ -169,7 +169,7 @@ class Canvas:
         feature_px = max(feature_px, 1.0)
         cells_y, cells_x = max(2, round(h / feature_px) + 1), max(2, round(w / feature_px) + 1)
         low = Image.fromarray(self.rng.random((cells_y, cells_x), dtype=np.float32), mode="F")
-        return np.asarray(low.resize((w, h), Image.BICUBIC), dtype=np.float32).clip(0, 1)
+        return np.asarray(low.resize((w, h), Image.Resampling.BICUBIC), dtype=np.float32).clip(0, 1)
 
     def px(self, low: float, high: float) -> tuple[float, float]:
         """A pixel range given for a 250 px image, scaled to this canvas."""

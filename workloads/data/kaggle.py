@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 from contracts.errors import DatasetError
@@ -122,7 +122,7 @@ def download(handle: str, dest: str | os.PathLike[str], progress: Progress = pri
     stamp = {
         "handle": handle,
         "dataset_root": str(dataset_root),
-        "downloaded_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "downloaded_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     atomic_write_text(dest / DOWNLOAD_STAMP, json.dumps(stamp, indent=2) + "\n")
     progress(f"Kaggle dataset {handle} is at {dataset_root}")

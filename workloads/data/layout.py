@@ -93,9 +93,9 @@ def locate_dataset(path: str | os.PathLike[str]) -> Path:
         return root
     if root.name == DATASET_DIRNAME:
         others = sorted(p.name for p in root.iterdir() if p.is_dir() and not _hidden(p.name))
-        found = f" (found only: {', '.join(others[:5])})" if others else ""
+        seen = f" (found only: {', '.join(others[:5])})" if others else ""
         raise DatasetError(
-            f"no class folders in {root}{found}: expected sub-folders named by class code "
+            f"no class folders in {root}{seen}: expected sub-folders named by class code "
             f"({', '.join(CLASS_CODES[:3])}, ... {CLASS_CODES[-1]})"
         )
     found = _search(root, _SEARCH_DEPTH)

@@ -6,7 +6,7 @@ import hashlib
 import math
 import random
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from typing import TypeVar
 
 from contracts.errors import DatasetError
@@ -128,5 +128,5 @@ def build_manifest(
         empty_classes=scan.empty_classes,
         other_files_skipped=scan.other_files_skipped,
         warnings=scan.warnings,
-        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from contracts.aws_names import StackNames
+from contracts.aws_names import CLUSTER_NAME, MODEL_REPOSITORY_PREFIX, StackNames
 from contracts.config import ToolkitConfig, replace
 from contracts.errors import DeployError
 from workloads.deploy import aws_preflight as preflight
@@ -40,7 +40,7 @@ from workloads.progress import Progress, print_progress
 
 TARGET = "aws"
 # Where the OVMS model repository lives in the models bucket (what the sync init container reads).
-MODEL_PREFIX = "ovms"
+MODEL_PREFIX = MODEL_REPOSITORY_PREFIX
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ class DownResult:
 
 
 def aws_paths(config: ToolkitConfig) -> AwsPaths:
-    return AwsPaths(config.paths.root / "deploy" / TARGET)
+    return AwsPaths(config.paths.deploy(TARGET))
 
 
 def up(
@@ -190,7 +190,7 @@ def down(
     data = data_outputs(outputs, names) if names.data in outputs else None
     if names.cluster in outputs and data:
         progress("== OVMS workloads")
-        cluster_name = outputs[names.cluster].get("ClusterName", "")
+        cluster_name = outputs[names.cluster].get(CLUSTER_NAME, "")
         kubeconfig = write_kubeconfig(
             session.client("eks"), cluster_name=cluster_name, region=config.aws.region, path=paths.kubeconfig
         )
@@ -203,7 +203,7 @@ def down(
         cli.run(cli.destroy_command(assembly=paths.assembly, stacks=removed), action="destroy")
     else:
         progress("nothing to remove: no cluster, training or network stack is deployed")
-    kept = ()
+    kept: tuple[str, ...] = ()
     if data:
         kept = tuple(f"s3://{b}" for b in data.buckets.values()) + tuple(data.repositories.values())
         progress(f"kept (stack {names.data}, retained even if it is deleted):")
@@ -230,7 +230,7 @@ def _render(config: ToolkitConfig, data: DataOutputs, paths: AwsPaths) -> list[P
         region=config.aws.region,
         service_account=config.kubernetes.model_sync_service_account,
     )
-    return k8s_render.render_serving(config, cluster="eks", model_source=source, out_dir=paths.manifests)
+    return k8s_render.render_serving(config, target=TARGET, model_source=source, out_dir=paths.manifests)
 
 
 def _check_pinned_ami(config: ToolkitConfig) -> None:

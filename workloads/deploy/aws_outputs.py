@@ -89,7 +89,8 @@ def deployed_outputs(outputs: Outputs, names: StackNames, pools: Iterable[str]) 
 
 def _get(outputs: Outputs, stack: str, key: str) -> str:
     try:
-        value = outputs[stack][key]
+        # Typed as str, but the outputs come from a JSON file or the CloudFormation API: checked below.
+        value: object = outputs[stack][key]
     except KeyError:
         raise DeployError(
             f"stack outputs lack {stack}.{key}: the deployment is incomplete; run `invoke up --target aws`"

@@ -112,19 +112,20 @@ def _multipart(
 ) -> bool:
     """Upload ``path`` in parts, continuing a journalled upload of the same content; True if resumed."""
     state = _read_journal(journal)
-    done: dict[int, dict[str, str]] = {}
-    same = state and (state["bucket"], state["key"], state["sha256"], state["part_size"]) == (
-        bucket,
-        key,
-        digest,
-        part_size,
-    )
-    if same:
-        done = _parts_still_there(s3, bucket=bucket, key=key, upload_id=state["upload_id"], journal=state)
-    if state and (not same or done is None):
-        _abort_quietly(s3, bucket=state["bucket"], key=state["key"], upload_id=state["upload_id"])
-    resumed = bool(same and done is not None)
-    if not resumed:
+    done: dict[int, dict[str, str]] | None = None
+    if state is not None:
+        same = (state["bucket"], state["key"], state["sha256"], state["part_size"]) == (
+            bucket,
+            key,
+            digest,
+            part_size,
+        )
+        if same:
+            done = _parts_still_there(s3, bucket=bucket, key=key, upload_id=state["upload_id"], journal=state)
+        if done is None:
+            _abort_quietly(s3, bucket=state["bucket"], key=state["key"], upload_id=state["upload_id"])
+    resumed = state is not None and done is not None
+    if state is None or done is None:
         upload_id = s3.create_multipart_upload(
             Bucket=bucket, Key=key, Metadata={SHA256_METADATA: digest}, ChecksumAlgorithm="SHA256"
         )["UploadId"]
@@ -167,7 +168,9 @@ def _multipart(
     return resumed
 
 
-def _parts_still_there(s3: Any, *, bucket: str, key: str, upload_id: str, journal: dict) -> dict | None:
+def _parts_still_there(
+    s3: Any, *, bucket: str, key: str, upload_id: str, journal: dict[str, Any]
+) -> dict[int, dict[str, str]] | None:
     """Parts S3 holds for the upload whose ETag matches the journal; None if the upload is gone."""
     try:
         listed = s3.list_parts(Bucket=bucket, Key=key, UploadId=upload_id).get("Parts", [])
@@ -200,7 +203,7 @@ def _delete_others(s3: Any, *, bucket: str, prefix: str, keep: set[str]) -> list
     return stale
 
 
-def _read_journal(path: Path) -> dict | None:
+def _read_journal(path: Path) -> dict[str, Any] | None:
     try:
         state = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -208,7 +211,7 @@ def _read_journal(path: Path) -> dict | None:
     return state if isinstance(state, dict) and "upload_id" in state else None
 
 
-def _write_journal(path: Path, state: dict) -> None:
+def _write_journal(path: Path, state: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(state, sort_keys=True))

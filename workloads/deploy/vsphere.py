@@ -34,38 +34,9 @@ class UpResult:
     endpoints: Path | None
 
 
-def model_source_for(
-    config: ToolkitConfig,
-    *,
-    image: str = "",
-    bucket: str = "",
-    prefix: str = "models",
-    region: str = "",
-    endpoint_url: str = "",
-) -> ModelSource | None:
-    """The model source ovms.eksa_model_delivery asks for, from command-line values (None if none given)."""
-    from workloads.k8s.model_source import BakedModelSource, SecretS3ModelSource
-
-    if config.ovms.eksa_model_delivery == "baked":
-        if bucket:
-            raise DeployError("ovms.eksa_model_delivery is baked: give --model-image, not --model-bucket")
-        return BakedModelSource(image=image) if image else None
-    if image:
-        raise DeployError("ovms.eksa_model_delivery is secret-sync: give --model-bucket, not --model-image")
-    if not bucket:
-        return None
-    return SecretS3ModelSource(
-        bucket=bucket,
-        prefix=prefix,
-        region=region or config.aws.region,
-        secret_name=config.ovms.eksa_credentials_secret,
-        endpoint_url=endpoint_url,
-    )
-
-
 def work_dir(config: ToolkitConfig) -> Path:
     """<artifacts>/deploy/vsphere: the spec, eksctl's cluster folder (kubeconfig), logs, manifests."""
-    return config.paths.root / "deploy" / TARGET
+    return config.paths.deploy(TARGET)
 
 
 def summarize(inventory: Inventory, progress: Progress) -> None:
@@ -122,6 +93,7 @@ def up(
     if dry_run:
         progress("dry run; would run: " + " ".join(command))
         return UpResult(spec=spec, command=command, kubeconfig=None, endpoints=None)
+    assert model_source is not None  # refused above when not a dry run
 
     eksctl.run(
         command, work_dir=out, credentials=credentials, log_path=out / "eksctl-create.log", progress=progress
@@ -136,7 +108,7 @@ def up(
     from workloads.k8s.endpoints import record_endpoints
     from workloads.k8s.render import render_serving
 
-    manifests = render_serving(config, cluster="eksa", model_source=model_source, out_dir=out / "manifests")
+    manifests = render_serving(config, target=TARGET, model_source=model_source, out_dir=out / "manifests")
     apply_manifests(manifests, kubeconfig=kubeconfig, progress=progress)
     endpoints = record_endpoints(
         config,

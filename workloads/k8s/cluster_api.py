@@ -24,6 +24,8 @@ class ClusterApi(Protocol):
 def _api_message(exc: Exception) -> str:
     body = getattr(exc, "body", None)
     try:
+        if not isinstance(body, str | bytes | bytearray):
+            raise TypeError("no JSON body")
         message = json.loads(body)["message"]
     except (TypeError, ValueError, KeyError):
         message = getattr(exc, "reason", None) or str(exc)
@@ -51,7 +53,7 @@ class DynamicClusterApi:
                 f"cannot reach the Kubernetes API of {kubeconfig}: {_api_message(exc)}"
             ) from None
 
-    def _resource(self, api_version: str, kind: str):
+    def _resource(self, api_version: str, kind: str) -> Any:
         from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
         try:
@@ -112,10 +114,14 @@ class DynamicClusterApi:
             pods = core.list_namespaced_pod(namespace, label_selector=f"job-name={name}").items
             if not pods:
                 raise DeployError(f"Job {name} has no pod in namespace {namespace}")
-            newest = max(pods, key=lambda p: str(p.metadata.creation_timestamp or ""))
+            newest = max(pods, key=lambda p: str(p.metadata.creation_timestamp or "") if p.metadata else "")
+            pod_name = newest.metadata.name if newest.metadata else None
+            if not pod_name:
+                raise DeployError(f"the newest pod of Job {name} has no name")
             # Raw bytes: the client would otherwise json.loads a log that happens to be one JSON value.
-            response = core.read_namespaced_pod_log(
-                newest.metadata.name, namespace, container=container, _preload_content=False
+            # With _preload_content=False the call returns the urllib3 response, not the str it declares.
+            response: Any = core.read_namespaced_pod_log(
+                pod_name, namespace, container=container, _preload_content=False
             )
             return response.data.decode("utf-8", errors="replace")
         except ApiException as exc:

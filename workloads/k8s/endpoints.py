@@ -15,7 +15,7 @@ ENDPOINTS_FILE = "endpoints.json"
 
 
 def endpoints_path(config: ToolkitConfig, target: str) -> Path:
-    return config.paths.root / "deploy" / target / ENDPOINTS_FILE
+    return config.paths.deploy(target) / ENDPOINTS_FILE
 
 
 def _check(endpoints: Any, source: str) -> dict[str, dict[str, str]]:

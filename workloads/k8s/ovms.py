@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from contracts.config import OvmsTuning, ToolkitConfig, openvino_properties
-from workloads.optimize.repository import served_name
+from contracts.model_repository import SERVER_MOUNT, served_name
 
 CONFIG_MOUNT = "/config"
-MODELS_MOUNT = "/models"
+MODELS_MOUNT = SERVER_MOUNT
 # The OVMS image's own user (USER ovms in its Dockerfile); the pod runs as this uid explicitly
 # because runAsNonRoot cannot verify a user name.
 OVMS_UID = 5000

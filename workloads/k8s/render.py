@@ -3,40 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 
-from contracts.config import NodePoolConfig, ToolkitConfig
+from contracts.config import ToolkitConfig
 from contracts.errors import DeployError
 from contracts.files import atomic_write_text
-from workloads.k8s.model_source import BakedModelSource, ModelSource, S3ModelSource, SecretS3ModelSource
+from workloads.k8s.model_source import ModelSource
 from workloads.k8s.serving import namespace_documents, pool_documents
 from workloads.k8s.validate import check_version, validate_document
+from workloads.targets import cluster_target
 
-Cluster = Literal["eks", "eksa"]
 NAMESPACE_FILE = "00-namespace.yaml"
-
-
-def cluster_pools(config: ToolkitConfig, cluster: Cluster) -> dict[str, NodePoolConfig]:
-    if cluster == "eks":
-        return config.aws.pools
-    if cluster == "eksa":
-        return config.vsphere.pools
-    raise DeployError(f"unknown cluster {cluster!r}; choose eks or eksa")
-
-
-def check_source(config: ToolkitConfig, cluster: Cluster, source: ModelSource) -> None:
-    """EKS syncs under the pod's identity; EKS-A uses the configured delivery (Secret sync or baked)."""
-    if cluster == "eks" and not isinstance(source, S3ModelSource | BakedModelSource):
-        raise DeployError("on EKS the models are synced under the pod's own identity: use S3ModelSource")
-    if cluster == "eksa":
-        wanted = SecretS3ModelSource if config.ovms.eksa_model_delivery == "secret-sync" else BakedModelSource
-        if not isinstance(source, wanted):
-            raise DeployError(
-                f"ovms.eksa_model_delivery is {config.ovms.eksa_model_delivery}: "
-                f"EKS Anywhere needs a {wanted.__name__}, got {type(source).__name__}"
-            )
 
 
 def dump_documents(documents: list[dict[str, Any]]) -> str:
@@ -68,13 +47,14 @@ def write_validated(files: dict[str, list[dict[str, Any]]], *, version: str, out
 
 
 def render_serving(
-    config: ToolkitConfig, *, cluster: Cluster, model_source: ModelSource, out_dir: Path
+    config: ToolkitConfig, *, target: str, model_source: ModelSource, out_dir: Path
 ) -> list[Path]:
-    """Write the namespace file and one file per node pool of ``cluster``; paths in apply order."""
-    pools = cluster_pools(config, cluster)
+    """Write the namespace file and one file per node pool of cluster ``target``; paths in apply order."""
+    cluster = cluster_target(target)
+    pools = cluster.node_pools(config)
     if not pools:
-        raise DeployError(f"no node pools configured for {cluster}")
-    check_source(config, cluster, model_source)
+        raise DeployError(f"no node pools configured for {target}")
+    cluster.check_model_source(config, model_source)
     files = {NAMESPACE_FILE: namespace_documents(config, model_source)}
     for pool, node_pool in sorted(pools.items()):
         files[f"10-ovms-{pool}.yaml"] = pool_documents(

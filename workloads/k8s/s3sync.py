@@ -34,12 +34,15 @@ def sync_container(
         "--only-show-errors",
         "--no-progress",
     ]
-    env = [
+    env: list[dict[str, Any]] = [
         {"name": "AWS_REGION", "value": source.region},
         # Read-only root filesystem: the CLI's cache goes to the emptyDir /tmp.
         {"name": "HOME", "value": "/tmp"},
     ]
-    mounts = [{"name": volume, "mountPath": mount}, {"name": "tmp", "mountPath": "/tmp"}]
+    mounts: list[dict[str, Any]] = [
+        {"name": volume, "mountPath": mount},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
     if isinstance(source, SecretS3ModelSource):
         for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
             env.append({"name": key, "valueFrom": {"secretKeyRef": {"name": source.secret_name, "key": key}}})

@@ -204,7 +204,6 @@ def _deployment(
     config_digest: str,
 ) -> dict[str, Any]:
     ovms = config.ovms
-    baked = isinstance(source, BakedModelSource)
     http = {"path": "/v2/health/ready", "port": "rest", "scheme": "HTTP"}
     mounts = [
         {"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True},
@@ -216,7 +215,7 @@ def _deployment(
     ]
     init_containers = []
     annotations = {"bone-marrow.ml/ovms-config-sha256": config_digest}
-    if not baked:
+    if not isinstance(source, BakedModelSource):
         mounts.append({"name": "models", "mountPath": MODELS_MOUNT, "readOnly": True})
         volumes.append({"name": "models", "emptyDir": {"sizeLimit": "4Gi"}})
         volumes += s3sync.identity_volumes(source)
@@ -228,7 +227,7 @@ def _deployment(
         annotations.update(s3sync.pod_annotations(source, skip_containers=[OVMS]))
     container = {
         "name": OVMS,
-        "image": source.image if baked else ovms.image,
+        "image": source.image if isinstance(source, BakedModelSource) else ovms.image,
         "args": server_args(config),
         "ports": [
             {"name": "grpc", "containerPort": ovms.grpc_port, "protocol": "TCP"},

@@ -32,8 +32,11 @@ def check_version(version: str) -> None:
         )
 
 
-def validate_document(document: dict[str, Any], *, version: str, source: str) -> None:
-    """Raise a one-line DeployError unless ``document`` validates strictly (unknown fields rejected)."""
+def validate_document(document: Any, *, version: str, source: str) -> None:
+    """Raise a one-line DeployError unless ``document`` validates strictly (unknown fields rejected).
+
+    ``document`` is whatever a YAML document parsed to: not necessarily a mapping.
+    """
     check_version(version)
     kind = document.get("kind", "?") if isinstance(document, dict) else "?"
     name = (document.get("metadata") or {}).get("name", "?") if isinstance(document, dict) else "?"

@@ -12,11 +12,10 @@ from pathlib import Path
 import openvino as ov
 
 from contracts.errors import OptimizationError
+from contracts.model_repository import MODEL_XML
 
 INPUT_NAME = "image"
 OUTPUT_NAME = "probabilities"
-IR_XML = "model.xml"
-IR_BIN = "model.bin"
 
 
 def convert_saved_model(saved_model_dir: Path, image_size: int, num_classes: int) -> ov.Model:
@@ -58,6 +57,6 @@ def _pin_input_shape(model: ov.Model, image_size: int, source: Path) -> None:
 def save_ir(model: ov.Model, directory: Path, *, compress_to_fp16: bool) -> Path:
     """Write ``directory``/model.xml + model.bin and return the .xml path."""
     directory.mkdir(parents=True, exist_ok=True)
-    xml = directory / IR_XML
+    xml = directory / MODEL_XML
     ov.save_model(model, str(xml), compress_to_fp16=compress_to_fp16)
     return xml

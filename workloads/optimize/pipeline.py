@@ -17,6 +17,7 @@ import json
 import shutil
 import sys
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,40 +27,42 @@ import openvino as ov
 from contracts.config import OptimizeConfig, ToolkitConfig
 from contracts.errors import OptimizationError
 from contracts.files import write_json_atomic
+from contracts.model_repository import MODEL_BIN, ModelVersion
+from contracts.run_directory import OPTIMIZATION_REPORT, RunDirectory, finished_runs
 from workloads.classes import CLASS_CODES
 from workloads.images import load_batch
-from workloads.optimize.convert import IR_BIN, convert_saved_model, save_ir
+from workloads.optimize.convert import convert_saved_model, save_ir
 from workloads.optimize.evaluate import Predictor, evaluate_variants, openvino_predictor, tensorflow_predictor
 from workloads.optimize.parity import ParityResult, check_parity
 from workloads.optimize.quantize import PRESET_NAME, Int8Budget, check_int8_budget, quantize_int8
-from workloads.optimize.repository import PublishedModel, publish
+from workloads.optimize.repository import publish, published_entry
 from workloads.optimize.selection import LabelledImage, SplitEntries, class_balanced_sample
 from workloads.progress import Progress, print_progress
 from workloads.telemetry import opt_out_of_openvino_telemetry
 
-SAVED_MODEL_DIR = "saved_model"
-MODEL_CARD_FILE = "model_card.json"
-OPENVINO_DIR = "openvino"
-REPORT_FILE = "optimization.json"
 REFERENCE = "tf"
 REPORT_SCHEMA_VERSION = 1
 
 
 @dataclass(frozen=True)
 class TrainedRun:
-    run_dir: Path
+    directory: RunDirectory
     run_id: str
     image_size: int
     classes: tuple[str, ...]
     card: dict[str, Any]
 
     @property
+    def run_dir(self) -> Path:
+        return self.directory.path
+
+    @property
     def saved_model(self) -> Path:
-        return self.run_dir / SAVED_MODEL_DIR
+        return self.directory.saved_model
 
     @property
     def model_card(self) -> Path:
-        return self.run_dir / MODEL_CARD_FILE
+        return self.directory.model_card
 
 
 @dataclass(frozen=True)
@@ -76,34 +79,30 @@ class OptimizeResult:
     variants: dict[str, VariantResult]
     parity: ParityResult
     int8_budget: Int8Budget | None  # None when int8 is not among optimize.precisions
-    published: tuple[PublishedModel, ...]
+    published: tuple[ModelVersion, ...]
 
 
 def latest_run(runs_dir: Path) -> Path:
     """The most recently finished run (model_card.json is written last by training)."""
-    runs_dir = Path(runs_dir)
-    candidates = (
-        [p for p in runs_dir.iterdir() if (p / SAVED_MODEL_DIR).is_dir() and (p / MODEL_CARD_FILE).is_file()]
-        if runs_dir.is_dir()
-        else []
-    )
+    candidates = finished_runs(runs_dir)
     if not candidates:
         raise OptimizationError(f"no trained run in {runs_dir}; run `invoke train` first")
-    return max(candidates, key=lambda p: ((p / MODEL_CARD_FILE).stat().st_mtime_ns, p.name))
+    return max(candidates, key=lambda r: (r.model_card.stat().st_mtime_ns, r.run_id)).path
 
 
 def load_trained_run(run_dir: Path) -> TrainedRun:
-    run_dir = Path(run_dir)
+    run = RunDirectory(Path(run_dir))
+    run_dir = run.path
     if not run_dir.is_dir():
         raise OptimizationError(f"run directory {run_dir} does not exist; run `invoke train` first")
-    if not (run_dir / SAVED_MODEL_DIR).is_dir():
+    if not run.saved_model.is_dir():
         raise OptimizationError(
-            f"{run_dir} has no {SAVED_MODEL_DIR}/; the run is unfinished — rerun `invoke train`"
+            f"{run_dir} has no {run.saved_model.name}/; the run is unfinished — rerun `invoke train`"
         )
-    card_path = run_dir / MODEL_CARD_FILE
+    card_path = run.model_card
     if not card_path.is_file():
         raise OptimizationError(
-            f"{run_dir} has no {MODEL_CARD_FILE}; the run is unfinished — rerun `invoke train`"
+            f"{run_dir} has no {card_path.name}; the run is unfinished — rerun `invoke train`"
         )
     try:
         card = json.loads(card_path.read_text(encoding="utf-8"))
@@ -118,7 +117,7 @@ def load_trained_run(run_dir: Path) -> TrainedRun:
             f"{card_path} lists {len(classes)} classes that differ from workloads.classes.CLASS_CODES; "
             "the run was trained with another class list — retrain it"
         )
-    return TrainedRun(run_dir, str(card.get("run_id", run_dir.name)), image_size, classes, card)
+    return TrainedRun(run, str(card.get("run_id", run.run_id)), image_size, classes, card)
 
 
 def run_optimize(
@@ -144,8 +143,8 @@ def run_optimize(
         f"image size {run.image_size}"
     )
 
-    out_dir = run.run_dir / OPENVINO_DIR
-    staging = Path(tempfile.mkdtemp(prefix=f".{OPENVINO_DIR}-staging-", dir=run.run_dir))
+    out_dir = run.directory.openvino
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-staging-", dir=run.run_dir))
     staging.chmod(0o755)
     try:
         outcome = _build_and_check(opt, run, precisions, test, calibration, validation, staging, progress)
@@ -153,7 +152,7 @@ def run_optimize(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    report_path = out_dir / REPORT_FILE
+    report_path = run.directory.optimization_report
     progress(f"report: {report_path}")
     if outcome.failure:
         raise OptimizationError(outcome.failure)
@@ -165,7 +164,7 @@ def run_optimize(
         run.model_card,
         progress=progress,
     )
-    outcome.report["published"] = [m.as_dict() for m in published]
+    outcome.report["published"] = [published_entry(m) for m in published]
     write_json_atomic(report_path, outcome.report)
     return OptimizeResult(
         run.run_dir, report_path, outcome.variants, outcome.parity, outcome.budget, tuple(published)
@@ -184,7 +183,7 @@ class _Outcome:
 def _build_and_check(
     opt: OptimizeConfig,
     run: TrainedRun,
-    precisions: list[str],
+    precisions: Sequence[str],
     test: list[LabelledImage],
     calibration: list[LabelledImage],
     validation: list[LabelledImage],
@@ -247,7 +246,7 @@ def _build_and_check(
     metrics = evaluate_variants(predictors, test, run.image_size, run.classes, progress=progress)
     # Paths as they will be once the staging folder is renamed to <run>/openvino.
     variants = {REFERENCE: VariantResult(REFERENCE, run.saved_model, metrics[REFERENCE])}
-    final_dir = run.run_dir / OPENVINO_DIR
+    final_dir = run.directory.openvino
     variants.update(
         {p: VariantResult(p, final_dir / xml.relative_to(staging), metrics[p]) for p, xml in irs.items()}
     )
@@ -283,7 +282,7 @@ def _finish(
 ) -> _Outcome:
     report["status"] = "rejected" if failure else "accepted"
     report["error"] = failure
-    write_json_atomic(staging / REPORT_FILE, report)
+    write_json_atomic(staging / OPTIMIZATION_REPORT, report)
     return _Outcome(report, parity, variants, budget, failure)
 
 
@@ -315,7 +314,7 @@ def _variant_entry(variant: VariantResult, run_dir: Path, staged_irs: dict[str, 
         entry["format"] = "tensorflow_saved_model"
     else:
         entry["format"] = "openvino_ir"
-        entry["bin_bytes"] = staged_irs[variant.precision].with_name(IR_BIN).stat().st_size
+        entry["bin_bytes"] = staged_irs[variant.precision].with_name(MODEL_BIN).stat().st_size
     entry["metrics"] = variant.metrics
     return entry
 
@@ -361,7 +360,7 @@ def _versions() -> dict[str, str | None]:
 
 
 def _megabytes(xml: Path) -> str:
-    return f"{xml.with_name(IR_BIN).stat().st_size / 1e6:.2f} MB"
+    return f"{xml.with_name(MODEL_BIN).stat().st_size / 1e6:.2f} MB"
 
 
 def _plain(value: Any) -> Any:

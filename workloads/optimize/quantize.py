@@ -9,9 +9,10 @@ because INT8 must stay within ``optimize.int8_max_accuracy_drop`` points of FP32
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import openvino as ov
@@ -123,7 +124,7 @@ def quantize_int8(
     )
 
 
-def top1_accuracy(compiled_model: ov.CompiledModel, items) -> float:
+def top1_accuracy(compiled_model: ov.CompiledModel, items: Iterable[tuple[Any, int]]) -> float:
     """NNCF validation function: top-1 accuracy over (image batch of one, label) items."""
     output = compiled_model.output(0)
     hits = [int(np.argmax(compiled_model(image)[output])) == label for image, label in items]

@@ -1,4 +1,4 @@
-"""The OVMS model repository: ``<repo>/<model>-<precision>/<version>/model.xml|bin`` + config.json.
+"""Publishing to the OVMS model repository (its layout: ``contracts.model_repository``).
 
 OVMS serves the highest integer version folder of each model and ignores other folders, so a
 version is staged in ``.staging-*`` beside the versions and renamed into place in one step;
@@ -14,56 +14,40 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from contracts.errors import OptimizationError
+from contracts.errors import ModelRepositoryError, OptimizationError
 from contracts.files import sha256_file, write_json_atomic
-from workloads.optimize.convert import IR_BIN, IR_XML
+from contracts.model_repository import (
+    MODEL_BIN,
+    MODEL_CARD,
+    MODEL_XML,
+    SERVER_MOUNT,
+    ModelCard,
+    ModelRepository,
+    ModelVersion,
+)
 from workloads.progress import Progress, print_progress
 
-CONFIG_FILE = "config.json"
-MODEL_CARD_FILE = "model_card.json"
 STAGING_PREFIX = ".staging-"  # not an integer, so OVMS never treats it as a version
-# Where the OVMS container sees the repository (mounted at /models), for config.json base paths.
-SERVER_MOUNT = "/models"
 
 
-@dataclass(frozen=True)
-class PublishedModel:
-    name: str  # OVMS model name, e.g. "bone-marrow-int8"
-    version: int
-    precision: str
-    path: Path  # the version folder
-    bin_sha256: str
-    xml_sha256: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "version": self.version,
-            "precision": self.precision,
-            "path": str(self.path),
-            "bin_sha256": self.bin_sha256,
-            "xml_sha256": self.xml_sha256,
-        }
+def published_entry(model: ModelVersion) -> dict[str, Any]:
+    """How optimization.json lists a published version."""
+    return {
+        "name": model.name,
+        "version": model.version,
+        "precision": model.precision,
+        "path": str(model.directory),
+        "bin_sha256": model.sha256,
+        "xml_sha256": sha256_file(model.xml),
+    }
 
 
-def served_name(model_name: str, precision: str) -> str:
-    return f"{model_name}-{precision}"
-
-
-def existing_versions(model_dir: Path) -> list[int]:
-    """Integer version folders of one model, ascending; anything else is ignored (as OVMS does)."""
-    if not model_dir.is_dir():
-        return []
-    names = (p.name for p in model_dir.iterdir() if p.is_dir())
-    return sorted(int(name) for name in names if name.isascii() and name.isdigit())
-
-
-def next_version(model_dirs: Iterable[Path]) -> int:
-    return 1 + max((max(existing_versions(d), default=0) for d in model_dirs), default=0)
+def next_version(repository: ModelRepository, model_name: str, precisions: Iterable[str]) -> int:
+    """One past the highest version of any of ``precisions``, so one run shares one number."""
+    return 1 + max((max(repository.versions(model_name, p), default=0) for p in precisions), default=0)
 
 
 def publish(
@@ -74,54 +58,54 @@ def publish(
     *,
     server_mount: str = SERVER_MOUNT,
     progress: Progress = print_progress,
-) -> list[PublishedModel]:
+) -> list[ModelVersion]:
     """Publish IR folders (precision → folder holding model.xml + model.bin) as one new version.
 
     All or nothing: every precision is staged before any is renamed into place, and if a rename
     fails the versions already renamed by this call are removed again. Then config.json lists
-    every published model, keeping the entries it already had.
+    every published model, keeping the entries it already had. Returns the versions as readers
+    will find them.
     """
     if not irs:
         raise OptimizationError("nothing to publish: no accepted model precision")
     for precision, folder in irs.items():
-        for name in (IR_XML, IR_BIN):
+        for name in (MODEL_XML, MODEL_BIN):
             if not (folder / name).is_file():
                 raise OptimizationError(f"cannot publish {precision}: {folder / name} is missing")
     if not model_card.is_file():
         raise OptimizationError(f"cannot publish: model card {model_card} is missing")
-    _read_server_config(repository / CONFIG_FILE)  # a broken config.json must stop us before publishing
+    try:
+        ModelCard.load(model_card)  # what readers will need from it, checked before anything is copied
+    except ModelRepositoryError as exc:
+        raise OptimizationError(f"cannot publish: {exc}") from None
+    repo = ModelRepository(repository)
+    _read_server_config(repo.config_file)  # a broken config.json must stop us before publishing
 
-    model_dirs = {p: repository / served_name(model_name, p) for p in irs}
+    model_dirs = {p: repo.model_dir(model_name, p) for p in irs}
     for model_dir in model_dirs.values():
         model_dir.mkdir(parents=True, exist_ok=True)
-    version = next_version(model_dirs.values())
+    version = next_version(repo, model_name, irs)
     staged: dict[str, Path] = {}
-    published: list[PublishedModel] = []
+    renamed: list[Path] = []
     try:
         for precision, folder in irs.items():
             staged[precision] = _stage(model_dirs[precision], folder, model_card)
         for precision, staging in staged.items():
             target = model_dirs[precision] / str(version)
             _rename_without_replacing(staging, target)
-            published.append(
-                PublishedModel(
-                    name=served_name(model_name, precision),
-                    version=version,
-                    precision=precision,
-                    path=target,
-                    bin_sha256=sha256_file(target / IR_BIN),
-                    xml_sha256=sha256_file(target / IR_XML),
-                )
-            )
-    except BaseException:
+            renamed.append(target)
+        published = [repo.find(model_name, precision, version) for precision in irs]
+    except BaseException as exc:
         for staging in staged.values():
             shutil.rmtree(staging, ignore_errors=True)
-        for model in published:
-            shutil.rmtree(model.path, ignore_errors=True)
+        for target in renamed:
+            shutil.rmtree(target, ignore_errors=True)
+        if isinstance(exc, ModelRepositoryError):
+            raise OptimizationError(f"published version does not read back: {exc}") from None
         raise
     update_server_config(repository, [m.name for m in published], server_mount=server_mount)
     for model in published:
-        progress(f"published {model.name} version {model.version} → {model.path}")
+        progress(f"published {model.name} version {model.version} → {model.directory}")
     return published
 
 
@@ -129,9 +113,9 @@ def _stage(model_dir: Path, ir_folder: Path, model_card: Path) -> Path:
     staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=model_dir))
     # mkdtemp makes the folder owner-only; the OVMS container usually runs as another user.
     staging.chmod(0o755)
-    for name in (IR_XML, IR_BIN):
+    for name in (MODEL_XML, MODEL_BIN):
         shutil.copyfile(ir_folder / name, staging / name)
-    shutil.copyfile(model_card, staging / MODEL_CARD_FILE)
+    shutil.copyfile(model_card, staging / MODEL_CARD)
     return staging
 
 
@@ -154,7 +138,7 @@ def update_server_config(
     repository: Path, model_names: Iterable[str], *, server_mount: str = SERVER_MOUNT
 ) -> Path:
     """Add missing models to the OVMS multi-model config.json; other entries and keys are kept."""
-    path = repository / CONFIG_FILE
+    path = ModelRepository(repository).config_file
     config = _read_server_config(path)
     entries = config["model_config_list"]
     known = {e.get("config", {}).get("name") for e in entries if isinstance(e, dict)}

@@ -78,12 +78,12 @@ def decode_binary_request(body: bytes, json_length: str | None, model_name: str)
         if isinstance(outputs, list) and all(isinstance(o, dict) for o in outputs)
         else None
     )
-    parameters = header.get("parameters")
+    request_parameters = header.get("parameters")
     return InferRequest(
         model_name=model_name,
         infer_inputs=inputs,
         request_id=header.get("id"),
-        parameters=parameters if isinstance(parameters, dict) else None,
+        parameters=request_parameters if isinstance(request_parameters, dict) else None,
         request_outputs=requested,
     )
 

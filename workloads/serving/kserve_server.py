@@ -149,15 +149,15 @@ def _rejected(status: int) -> Any:
 
 
 class QuietExceptionToStatusInterceptor(ExceptionToStatusInterceptor):
-    async def handle_exception(self, ex: Exception, request_or_iterator: Any, context: Any, method_name: str):
-        code = (
-            StatusCode.INVALID_ARGUMENT
-            if isinstance(ex, InvalidInput)
-            else StatusCode.NOT_FOUND
-            if isinstance(ex, ModelNotFound)
-            else None
-        )
-        if code is None:
+    async def handle_exception(
+        self, ex: Exception, request_or_iterator: Any, context: Any, method_name: str
+    ) -> None:
+        # kserve's InvalidInput and ModelNotFound both carry the client-facing message in .reason.
+        if isinstance(ex, InvalidInput):
+            code = StatusCode.INVALID_ARGUMENT
+        elif isinstance(ex, ModelNotFound):
+            code = StatusCode.NOT_FOUND
+        else:
             return await super().handle_exception(ex, request_or_iterator, context, method_name)
         log.warning("rejected a gRPC request (%s): %s", code.name, ex)
         await context.abort(code, ex.reason)

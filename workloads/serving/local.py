@@ -29,8 +29,9 @@ import workloads
 from contracts.config import ToolkitConfig
 from contracts.errors import ServingError
 from contracts.files import atomic_write_text
+from contracts.model_repository import ModelVersion
 from workloads.progress import Progress, print_progress
-from workloads.serving.repository import ServedModel, find_model, find_models
+from workloads.serving.repository import find_model, find_models, served_entry
 
 PID_FILE = "server.pid"
 LOG_FILE = "server.log"
@@ -70,7 +71,7 @@ def start(config: ToolkitConfig, *, progress: Progress = print_progress) -> Serv
     folder = config.paths.local_server
     served = find_models(config.paths.model_repository, config.optimize.model_name, serving.precisions)
     settings = _settings(config)
-    wanted_models = {m.name: m.as_dict() for m in served}
+    wanted_models = {m.name: served_entry(m) for m in served}
 
     running = _running_server(folder)
     if running is not None:
@@ -262,7 +263,7 @@ def _wait_until_ready(
 
 
 def _confirm_models(
-    http_url: str, served: list[ServedModel], config: ToolkitConfig
+    http_url: str, served: list[ModelVersion], config: ToolkitConfig
 ) -> dict[str, dict[str, Any]]:
     """The versions the server reports; a version published while it started is looked up again."""
     models = {}
@@ -273,7 +274,7 @@ def _confirm_models(
             model = find_model(
                 config.paths.model_repository, config.optimize.model_name, model.precision, version
             )
-        models[model.name] = model.as_dict()
+        models[model.name] = served_entry(model)
     return models
 
 

@@ -17,9 +17,9 @@ from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
 from contracts.config import openvino_properties
 from contracts.errors import ServingError
+from contracts.model_repository import ModelVersion
 from workloads.serving.inputs import check_single_input, decode_images, encoded_images, tensor_batch
 from workloads.serving.kserve_server import check_version
-from workloads.serving.repository import ServedModel
 
 log = logging.getLogger("workloads.serving")
 
@@ -47,7 +47,7 @@ class OpenVINOModel(kserve.Model):
     work in parallel while the event loop keeps accepting requests.
     """
 
-    def __init__(self, served: ServedModel, settings: RuntimeSettings, core: ov.Core | None = None):
+    def __init__(self, served: ModelVersion, settings: RuntimeSettings, core: ov.Core | None = None):
         super().__init__(served.name)
         self.served = served
         self.settings = settings

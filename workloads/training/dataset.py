@@ -11,6 +11,7 @@ import math
 import os
 from collections.abc import Sequence
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 
@@ -26,7 +27,7 @@ def cache_fits_in_memory(num_images: int, image_size: int, fraction_of_ram: floa
     return num_images * image_size * image_size * 3 <= ram * fraction_of_ram
 
 
-def decode_and_resize(tf: ModuleType, path, image_size: int):
+def decode_and_resize(tf: ModuleType, path: Any, image_size: int) -> Any:
     data = tf.io.read_file(path)
     image = tf.io.decode_image(data, channels=3, expand_animations=False)
     # antialias=True matches PIL's bilinear downscaling (workloads.images.load_image), so the
@@ -36,7 +37,7 @@ def decode_and_resize(tf: ModuleType, path, image_size: int):
     return tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
 
 
-def augment(tf: ModuleType, image):
+def augment(tf: ModuleType, image: Any) -> Any:
     """Label-preserving augmentation for isolated cells: any rotation/flip, mild photometric jitter."""
     image = tf.cast(image, tf.float32)
     image = tf.image.random_flip_left_right(image)
@@ -58,7 +59,7 @@ def build_dataset(
     augment_images: bool = True,
     cache: bool = True,
     seed: int = 42,
-):
+) -> Any:
     """A batched ``(image float32 0..255, label int32)`` dataset."""
     if len(paths) != len(labels):
         raise ValueError("paths and labels differ in length")
@@ -87,7 +88,7 @@ def build_dataset(
 
 def synthetic_tensor_dataset(
     tf: ModuleType, *, num_images: int, image_size: int, batch_size: int, num_classes: int
-):
+) -> Any:
     """One random batch held in memory and repeated: the ceiling for input-pipeline cost."""
     rng = np.random.default_rng(0)
     images = rng.uniform(0, 255, size=(batch_size, image_size, image_size, 3)).astype(np.float32)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -71,7 +71,7 @@ def tf_config_for_mpi(env: Mapping[str, str], base_port: int = 12345) -> str | N
     return json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": rank}})
 
 
-def load_habana(importer=importlib.import_module) -> ModuleType | None:
+def load_habana(importer: Callable[[str], ModuleType] = importlib.import_module) -> ModuleType | None:
     """Import and initialise the Habana TensorFlow module, or return None when it is absent."""
     try:
         habana = importer(HABANA_MODULE)
@@ -88,7 +88,7 @@ def select_device(
     intra_op_threads: int = 0,
     inter_op_threads: int = 0,
     env: MutableMapping[str, str] | None = None,
-    importer=importlib.import_module,
+    importer: Callable[[str], ModuleType] = importlib.import_module,
 ) -> DeviceSetup:
     """Pick the device and distribution strategy for ``requested`` ("auto", "hpu", "gpu", "cpu")."""
     env = os.environ if env is None else env
@@ -127,7 +127,9 @@ def select_device(
     return DeviceSetup("cpu", strategy, strategy.num_replicas_in_sync, "float32", worker_index, workers)
 
 
-def _hpu_setup(tf: ModuleType, env: MutableMapping[str, str], importer) -> DeviceSetup:
+def _hpu_setup(
+    tf: ModuleType, env: MutableMapping[str, str], importer: Callable[[str], ModuleType]
+) -> DeviceSetup:
     generated = tf_config_for_mpi(env)
     if generated:
         env["TF_CONFIG"] = generated

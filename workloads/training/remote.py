@@ -18,8 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from contracts.aws_names import DL1_TAG_KEY, RUNS_PREFIX, dl1_tag_value
 from contracts.config import ToolkitConfig, TrainConfig
 from contracts.errors import TrainingError
+from contracts.run_directory import RunDirectory
 from workloads.containers.build import image_tags
 from workloads.data.manifest import SplitManifest
 from workloads.progress import Progress, print_progress
@@ -46,7 +48,7 @@ class RemoteRun:
 
     @property
     def runs_prefix(self) -> str:
-        return f"runs/{self.run_id}"
+        return f"{RUNS_PREFIX}/{self.run_id}"
 
 
 def train_arguments(train: TrainConfig, *, run_id: str, resume: bool) -> list[str]:
@@ -128,11 +130,14 @@ def _aws_errors(action: str) -> Iterator[None]:
 
 
 def find_instance(config: ToolkitConfig, ec2: Any) -> str:
-    """The configured instance, or the one running instance tagged Name=<prefix>-dl1."""
+    """The configured instance, or the one running instance with the DL1 tag the training stack sets."""
     if config.images.dl1_instance_id:
         return config.images.dl1_instance_id
-    name = f"{config.aws.resource_prefix}-dl1"
-    filters = [{"Name": "tag:Name", "Values": [name]}, {"Name": "instance-state-name", "Values": ["running"]}]
+    value = dl1_tag_value(config.aws.resource_prefix)
+    filters = [
+        {"Name": f"tag:{DL1_TAG_KEY}", "Values": [value]},
+        {"Name": "instance-state-name", "Values": ["running"]},
+    ]
     found = [
         instance["InstanceId"]
         for reservation in ec2.describe_instances(Filters=filters)["Reservations"]
@@ -140,7 +145,7 @@ def find_instance(config: ToolkitConfig, ec2: Any) -> str:
     ]
     if len(found) != 1:
         raise TrainingError(
-            f"expected one running instance tagged Name={name}, found {len(found)}; "
+            f"expected one running instance tagged {DL1_TAG_KEY}={value}, found {len(found)}; "
             "deploy it (`invoke up --target aws`) or set images.dl1_instance_id"
         )
     return found[0]
@@ -214,7 +219,7 @@ def train_on_dl1(
     if not images.dl1_bucket:
         raise TrainingError("images.dl1_bucket is empty: set it to the training bucket of the AWS deployment")
     manifest = SplitManifest.load(config.paths.split_manifest)
-    target = config.paths.runs / run_id
+    target = RunDirectory.of(config.paths.runs, run_id).path
     if target.exists():
         raise TrainingError(f"run directory {target} exists; choose another --run-id")
     with _aws_errors("DL1 training"):

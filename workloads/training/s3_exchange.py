@@ -11,8 +11,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from contracts.aws_names import DATASETS_PREFIX
 from contracts.errors import TrainingError
 from contracts.files import replace_directory, temporary_sibling
+from contracts.run_directory import RunDirectory
 from workloads.data.manifest import SplitManifest, relative_posix
 from workloads.progress import Progress, print_progress
 
@@ -31,7 +33,7 @@ def relocate(manifest: SplitManifest, root: Path) -> SplitManifest:
 
 def dataset_prefix(manifest: SplitManifest) -> str:
     """Content-addressed: the same split uploads to the same place, and re-uploads skip what is there."""
-    return f"datasets/{manifest.sha256()[:16]}"
+    return f"{DATASETS_PREFIX}/{manifest.sha256()[:16]}"
 
 
 def upload_dataset(
@@ -85,7 +87,7 @@ def download_run(
                 path.parent.mkdir(parents=True, exist_ok=True)
                 s3.download_file(bucket, item["Key"], str(path))
                 count += 1
-        if not (staging / "model_card.json").is_file():
+        if not RunDirectory(staging).model_card.is_file():
             raise TrainingError(
                 f"s3://{bucket}/{prefix}/ holds no complete run (no model_card.json); resume it with --resume"
             )

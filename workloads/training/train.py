@@ -27,6 +27,7 @@ import numpy as np
 from contracts.config import ToolkitConfig, TrainConfig, load_config
 from contracts.errors import ToolkitError, TrainingError
 from contracts.files import write_json_atomic
+from contracts.run_directory import RunDirectory
 from workloads.classes import CLASS_CODES, NUM_CLASSES
 from workloads.metrics import classification_metrics
 from workloads.progress import Progress, print_progress
@@ -51,25 +52,20 @@ def new_run_id(now: dt.datetime | None = None) -> str:
     return (now or dt.datetime.now()).strftime("%Y%m%d-%H%M%S")
 
 
-def is_complete(run_dir: Path) -> bool:
-    """model_card.json is written last: its presence marks a finished run."""
-    return (run_dir / "model_card.json").is_file() and (run_dir / "saved_model").is_dir()
-
-
 def resolve_run_dir(runs_dir: Path, run_id: str | None, resume: bool) -> Path:
     if resume:
         if run_id:
-            run_dir = runs_dir / run_id
-            if not run_dir.is_dir():
+            run = RunDirectory.of(runs_dir, run_id)
+            if not run.path.is_dir():
                 raise TrainingError(f"cannot resume: no run {run_id!r} in {runs_dir}")
-            if is_complete(run_dir):
+            if run.is_complete():
                 raise TrainingError(f"run {run_id!r} is already complete; start a new run instead")
-            return run_dir
-        candidates = sorted(p for p in runs_dir.glob("*") if p.is_dir() and not is_complete(p))
+            return run.path
+        candidates = sorted(p for p in runs_dir.glob("*") if p.is_dir() and not RunDirectory(p).is_complete())
         if not candidates:
             raise TrainingError(f"nothing to resume: no unfinished run in {runs_dir}")
         return candidates[-1]
-    run_dir = runs_dir / (run_id or new_run_id())
+    run_dir = RunDirectory.of(runs_dir, run_id or new_run_id()).path
     if run_dir.exists():
         raise TrainingError(
             f"run directory {run_dir} exists; pass --resume to continue it or choose another --run-id"
@@ -96,8 +92,9 @@ def run_training(
     splits = {name: manifest.entries(name) for name in ("train", "val", "test")}
     if not splits["train"]:
         raise TrainingError(f"the split manifest {manifest_path} has no training images")
-    run_dir = resolve_run_dir(runs_dir, run_id, resume)
-    _check_resume_config(run_dir, train_cfg)
+    run = RunDirectory(resolve_run_dir(runs_dir, run_id, resume))
+    run_dir = run.path
+    _check_resume_config(run, train_cfg)
 
     configure_cpu_threads_env(train_cfg.intra_op_threads, train_cfg.inter_op_threads, os.environ)
     tf, keras = import_tf_and_keras()
@@ -115,7 +112,7 @@ def run_training(
     )
     run_dir.mkdir(parents=True, exist_ok=True)
     if device.is_chief:
-        _write_json(run_dir / "config.json", dataclasses.asdict(config))
+        _write_json(run.config, dataclasses.asdict(config))
 
     global_batch = train_cfg.batch_size * device.replicas
     use_cache = _use_cache(train_cfg, len(splits["train"]) + len(splits["val"]))
@@ -155,13 +152,13 @@ def run_training(
     if not built.pretrained:
         progress("weights: random initialisation, so the whole backbone trains in both phases")
 
-    history: dict[str, list] = _load_history(run_dir)
+    history: dict[str, list] = _load_history(run)
     phases = (
         ("head", train_cfg.head_epochs, train_cfg.head_learning_rate),
         ("finetune", train_cfg.finetune_epochs, train_cfg.finetune_learning_rate),
     )
     for number, (phase, epochs, learning_rate) in enumerate(phases, start=1):
-        done_weights = run_dir / "checkpoints" / f"{phase}.weights.h5"
+        done_weights = run.checkpoints / f"{phase}.weights.h5"
         if phase == "head":
             freeze_for_head_training(built)
         else:
@@ -179,12 +176,12 @@ def run_training(
                 loss=keras.losses.SparseCategoricalCrossentropy(),
                 metrics=["accuracy"],
             )
-        backup_dir = run_dir / "checkpoints" / f"{phase}-backup"
+        backup_dir = run.checkpoints / f"{phase}-backup"
         if backup_dir.exists():
             progress(f"phase {number} ({phase}): resuming from the last completed epoch in {backup_dir}")
         callbacks = [
             keras.callbacks.BackupAndRestore(backup_dir=str(backup_dir)),
-            _epoch_progress(keras, progress, phase, number, epochs, len(splits["train"]), history, run_dir),
+            _epoch_progress(keras, progress, phase, number, epochs, len(splits["train"]), history, run),
             *extra_callbacks,
         ]
         built.model.fit(
@@ -200,7 +197,7 @@ def run_training(
             built.model.save_weights(str(done_weights))
 
     if not device.is_chief:
-        return TrainResult(run_dir=run_dir, metrics={}, saved_model=run_dir / "saved_model")
+        return TrainResult(run_dir=run_dir, metrics={}, saved_model=run.saved_model)
 
     progress("evaluating on the test split …")
     metrics: dict[str, Any] = {"history": history}
@@ -217,16 +214,16 @@ def run_training(
         save_confusion_matrix(
             figures["confusion_matrix"],
             CLASS_CODES,
-            run_dir / "confusion_matrix.png",
-            title=f"{train_cfg.backbone} · {eval_split} split · run {run_dir.name}",
+            run.confusion_matrix,
+            title=f"{train_cfg.backbone} · {eval_split} split · run {run.run_id}",
         )
-    _write_json(run_dir / "metrics.json", metrics)
+    _write_json(run.metrics, metrics)
 
-    saved_model = run_dir / "saved_model"
+    saved_model = run.saved_model
     export_saved_model(tf, keras, built.model, train_cfg, saved_model)
     card = model_card(
         model_name=config.optimize.model_name,
-        run_id=run_dir.name,
+        run_id=run.run_id,
         backbone=train_cfg.backbone,
         weights=train_cfg.weights,
         image_size=train_cfg.image_size,
@@ -236,13 +233,13 @@ def run_training(
         metrics={k: _headline(v) for k, v in metrics.items() if k in ("val", "test")},
         framework={"tensorflow": tf.__version__, "keras": keras_version(keras), "device": device.kind},
     )
-    (run_dir / "MODEL_CARD.md").write_text(model_card_markdown(card))
-    _write_json(run_dir / "model_card.json", card)  # last: marks the run complete
+    run.model_card_markdown.write_text(model_card_markdown(card))
+    _write_json(run.model_card, card)  # last: marks the run complete
     progress(f"run complete: {run_dir}")
     return TrainResult(run_dir=run_dir, metrics=metrics, saved_model=saved_model)
 
 
-def export_saved_model(tf, keras, model, train_cfg: TrainConfig, target: Path) -> None:
+def export_saved_model(tf: Any, keras: Any, model: Any, train_cfg: TrainConfig, target: Path) -> None:
     """Export an fp32 SavedModel with a named serving signature, atomically.
 
     The graph is rebuilt under the float32 policy so a bf16/fp16-trained model serves in fp32
@@ -270,7 +267,7 @@ def export_saved_model(tf, keras, model, train_cfg: TrainConfig, target: Path) -
     staging.rename(target)
 
 
-def _evaluate(model, ds, entries) -> dict[str, Any]:
+def _evaluate(model: Any, ds: Any, entries: Sequence[Any]) -> dict[str, Any]:
     probabilities = model.predict(ds, verbose=0)
     y_pred = np.argmax(probabilities, axis=1)
     y_true = np.asarray([e.label for e in entries])
@@ -291,27 +288,34 @@ def _use_cache(train_cfg: TrainConfig, num_images: int) -> bool:
     return train_cfg.cache == "memory"
 
 
-def _check_resume_config(run_dir: Path, train_cfg: TrainConfig) -> None:
-    saved = run_dir / "config.json"
+def _check_resume_config(run: RunDirectory, train_cfg: TrainConfig) -> None:
+    saved = run.config
     if not saved.is_file():
         return
     previous = json.loads(saved.read_text()).get("train", {})
     for key in RESUME_INVARIANTS:
         if key in previous and previous[key] != getattr(train_cfg, key):
             raise TrainingError(
-                f"cannot resume {run_dir.name}: "
+                f"cannot resume {run.run_id}: "
                 f"train.{key} was {previous[key]!r}, now {getattr(train_cfg, key)!r}"
             )
 
 
-def _load_history(run_dir: Path) -> dict[str, list]:
-    path = run_dir / "history.json"
+def _load_history(run: RunDirectory) -> dict[str, list]:
+    path = run.history
     return json.loads(path.read_text()) if path.is_file() else {"epochs": []}
 
 
 def _epoch_progress(
-    keras, progress: Progress, phase: str, number: int, epochs: int, n_train: int, history, run_dir
-):
+    keras: Any,
+    progress: Progress,
+    phase: str,
+    number: int,
+    epochs: int,
+    n_train: int,
+    history: dict[str, Any],
+    run: RunDirectory,
+) -> Any:
     class EpochProgress(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
             self._start = time.perf_counter()
@@ -325,7 +329,7 @@ def _epoch_progress(
             history["epochs"] = [
                 r for r in history["epochs"] if not (r["phase"] == phase and r["epoch"] == epoch + 1)
             ] + [row]
-            _write_json(run_dir / "history.json", history)
+            _write_json(run.history, history)
             val = ""
             if "val_accuracy" in logs:
                 val = f" · val_loss {logs['val_loss']:.3f} val_acc {logs['val_accuracy']:.3f}"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aws_cdk import Stack
+from aws_cdk import CfnElement, Stack
 from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -58,7 +58,10 @@ class DataAccessRole(Construct):
         self.role.add_managed_policy(self.policy)
         stack = Stack.of(self)
         for bucket in props.buckets:
-            logical_id = stack.resolve(stack.get_logical_id(bucket.node.default_child))
+            bucket_resource = bucket.node.default_child
+            if not isinstance(bucket_resource, CfnElement):
+                raise TypeError(f"{bucket.node.path} has no CloudFormation resource to acknowledge")
+            logical_id = stack.resolve(stack.get_logical_id(bucket_resource))
             acknowledge(
                 self.policy,
                 rule=f"AwsSolutions-IAM5[Resource::<{logical_id}.Arn>/*]",

@@ -21,7 +21,11 @@ class ModelSyncIdentity(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, props: ModelSyncIdentityProps) -> None:
         super().__init__(scope, construct_id)
         agent = eks.Addon(
-            self, "PodIdentityAgent", cluster=props.cluster, addon_name="eks-pod-identity-agent"
+            self,
+            "PodIdentityAgent",
+            # aws_eks_v2.Cluster implements ICluster, but its binding omits kubectl_provider_options.
+            cluster=props.cluster,  # type: ignore[arg-type]
+            addon_name="eks-pod-identity-agent",
         )
         self.role = props.role
         association = eks.CfnPodIdentityAssociation(

@@ -50,7 +50,8 @@ class NodePool(Construct):
         self.nodegroup = eks.Nodegroup(
             self,
             "Nodegroup",
-            cluster=props.cluster,
+            # aws_eks_v2.Cluster implements ICluster, but its binding omits kubectl_provider_options.
+            cluster=props.cluster,  # type: ignore[arg-type]
             instance_types=[ec2.InstanceType(props.pool.instance_type)],
             ami_type=eks.NodegroupAmiType.AL2023_X86_64_STANDARD,
             capacity_type=eks.CapacityType.ON_DEMAND,

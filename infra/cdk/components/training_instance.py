@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from aws_cdk import Duration
+from aws_cdk import Duration, Tags
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_ec2 as ec2
@@ -30,6 +30,8 @@ class TrainingInstanceProps:
     # Its data access (datasets/models/results read-write, training image pull, SSM) is decided in
     # the data stack.
     role: iam.IRole
+    # (key, value) that `invoke train --target dl1` finds the instance by.
+    identity_tag: tuple[str, str]
 
 
 class TrainingInstance(Construct):
@@ -71,6 +73,7 @@ class TrainingInstance(Construct):
                 )
             ],
         )
+        Tags.of(self.instance).add(*props.identity_tag)
         self.idle_alarm = cloudwatch.Alarm(
             self,
             "IdleAlarm",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aws_cdk import Stack
 from constructs import Construct
 
@@ -13,7 +15,9 @@ class ZonedStack(Stack):
     account and cache them in cdk.context.json, and a synth without credentials gets dummy zones.
     """
 
-    def __init__(self, scope: Construct, construct_id: str, *, zones: tuple[str, ...], **stack_args) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, *, zones: tuple[str, ...], **stack_args: Any
+    ) -> None:
         self._zones = list(zones)
         super().__init__(scope, construct_id, **stack_args)
 

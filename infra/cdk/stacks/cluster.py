@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Any
 
 from aws_cdk import CfnOutput, RemovalPolicy
 from aws_cdk import aws_ec2 as ec2
@@ -48,7 +49,7 @@ class ClusterStackProps:
 
 class ClusterStack(ZonedStack):
     def __init__(
-        self, scope: Construct, construct_id: str, *, props: ClusterStackProps, **stack_args
+        self, scope: Construct, construct_id: str, *, props: ClusterStackProps, **stack_args: Any
     ) -> None:
         super().__init__(scope, construct_id, **stack_args)
         secrets_key = EncryptionKey(

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from aws_cdk import CfnOutput, RemovalPolicy
 from aws_cdk import aws_ecr as ecr
@@ -18,6 +19,7 @@ from contracts.aws_names import (
     MODEL_SYNC_ROLE_ARN,
     REPOSITORY_KINDS,
     bucket_output,
+    repository_name,
     repository_output,
 )
 from infra.cdk.acknowledge import acknowledge
@@ -34,7 +36,9 @@ class DataStackProps:
 
 
 class DataStack(ZonedStack):
-    def __init__(self, scope: Construct, construct_id: str, *, props: DataStackProps, **stack_args) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, *, props: DataStackProps, **stack_args: Any
+    ) -> None:
         super().__init__(scope, construct_id, **stack_args)
         # Retained: deleting it would make the retained buckets and repositories unreadable.
         self.key = EncryptionKey(
@@ -69,7 +73,7 @@ class DataStack(ZonedStack):
                 self,
                 f"{kind.capitalize()}Images",
                 props=ImageRepositoryProps(
-                    repository_name=f"{props.resource_prefix}/{kind}", encryption_key=self.key
+                    repository_name=repository_name(props.resource_prefix, kind), encryption_key=self.key
                 ),
             ).repository
             self.repositories[kind] = repository

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from aws_cdk import Tags
 from aws_cdk import aws_ec2 as ec2
@@ -28,7 +29,7 @@ class NetworkStackProps:
 
 class NetworkStack(ZonedStack):
     def __init__(
-        self, scope: Construct, construct_id: str, *, props: NetworkStackProps, **stack_args
+        self, scope: Construct, construct_id: str, *, props: NetworkStackProps, **stack_args: Any
     ) -> None:
         super().__init__(scope, construct_id, **stack_args)
         self.vpc = ec2.Vpc(

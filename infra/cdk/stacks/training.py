@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from aws_cdk import CfnOutput
 from constructs import Construct
@@ -22,7 +23,7 @@ class TrainingStackProps:
 
 class TrainingStack(ZonedStack):
     def __init__(
-        self, scope: Construct, construct_id: str, *, props: TrainingStackProps, **stack_args
+        self, scope: Construct, construct_id: str, *, props: TrainingStackProps, **stack_args: Any
     ) -> None:
         super().__init__(scope, construct_id, **stack_args)
         training = TrainingInstance(self, "Dl1", props=props.instance)
