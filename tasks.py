@@ -14,8 +14,15 @@ from typing import Any
 from invoke import Collection, Context, Exit, task
 
 from contracts.aws_names import MODEL_REPOSITORY_PREFIX
-from contracts.config import ToolkitConfig, defaults_mapping, load_config, replace
-from contracts.errors import ToolkitError
+from contracts.config import (
+    MAX_DATA_WORKERS,
+    ToolkitConfig,
+    available_cpus,
+    defaults_mapping,
+    load_config,
+    replace,
+)
+from contracts.errors import ToolkitError, TrainingInterrupted
 from workloads.targets import (
     DEPLOY_TARGETS,
     TRAINING_TARGETS,
@@ -87,11 +94,18 @@ def replace_or_exit(config: ToolkitConfig, section: str, **changes: Any) -> Tool
 
 
 def run_step(step, *args, **kwargs):
-    """Run a workloads function; a ToolkitError becomes one line on stderr and exit code 1."""
+    """Run a workloads function; a ToolkitError becomes one line on stderr and exit code 1.
+
+    Ctrl-C becomes one line and exit code 130 (training's line names its resume command).
+    """
     try:
         return step(*args, **kwargs)
+    except TrainingInterrupted as exc:
+        raise Exit(f"error: {exc}", code=TrainingInterrupted.EXIT_CODE) from None
     except ToolkitError as exc:
         raise Exit(f"error: {exc}", code=1) from None
+    except KeyboardInterrupt:
+        raise Exit("error: interrupted", code=TrainingInterrupted.EXIT_CODE) from None
 
 
 def check_flags(step, *args, **kwargs):
@@ -110,16 +124,26 @@ def check_flags(step, *args, **kwargs):
         "path": "dataset root for --source local (holds bone_marrow_cell_dataset/)",
         "images_per_class": "synthetic images per class",
         "seed": "seed of the generator and of the stratified split",
+        "workers": f"threads that decode and hash images while scanning, processes that draw synthetic "
+        f"ones (1-{MAX_DATA_WORKERS}; default: the cores this process may use, {available_cpus()} here)",
         "artifacts_dir": "root folder of all artifacts (default: artifacts)",
     },
 )
-def data_prepare(c, source=None, path=None, images_per_class=None, seed=None, artifacts_dir=None):
+def data_prepare(
+    c, source=None, path=None, images_per_class=None, seed=None, workers=None, artifacts_dir=None
+):
     """Get the dataset (synthetic, local or Kaggle) and write the stratified split manifest."""
     from workloads.data.prepare import prepare_data
 
     config = load(c, artifacts_dir)
     config = replace_or_exit(
-        config, "data", source=source, path=path, synthetic_images_per_class=images_per_class, seed=seed
+        config,
+        "data",
+        source=source,
+        path=path,
+        synthetic_images_per_class=images_per_class,
+        seed=seed,
+        workers=workers,
     )
     run_step(prepare_data, config)
 
@@ -137,7 +161,8 @@ def data_prepare(c, source=None, path=None, images_per_class=None, seed=None, ar
         "finetune_epochs": "phase 2 epochs (top of the backbone unfrozen)",
         "device": "auto, cpu, gpu or hpu (--target dl1 always uses hpu)",
         "run_id": "run directory name under <artifacts>/runs (default: a timestamp)",
-        "resume": "continue the given (or the latest unfinished) run after an interruption",
+        "resume": "continue the given run after an interruption, in place (without --run-id: the "
+        "unfinished run written to last)",
         "artifacts_dir": "root folder of all artifacts (default: artifacts)",
     },
 )
@@ -178,7 +203,9 @@ def train_run(
     default=True,
     help={
         "run": "run directory to optimize (default: the newest complete run)",
-        "int8_max_drop": "reject INT8 if its test accuracy is more than this many points below FP32",
+        "int8_max_drop": "INT8 gate: reject INT8 if its test accuracy is more than this many points below "
+        "FP32 (0: no drop; also NNCF accuracy control's target). Balanced-accuracy and per-class budgets: "
+        "optimize.int8_* settings",
         "calibration_size": "number of train-split images for INT8 calibration",
         "model_name": "base name in the OVMS repository (<name>-fp32, <name>-int8, …)",
         "artifacts_dir": "root folder of all artifacts (default: artifacts)",

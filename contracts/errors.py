@@ -17,6 +17,21 @@ class TrainingError(ToolkitError):
     """Training cannot start or continue."""
 
 
+class TrainingInterrupted(TrainingError):
+    """Training was stopped by Ctrl-C (SIGINT); the message names the command that resumes it."""
+
+    EXIT_CODE = 130  # 128 + SIGINT, as a shell reports a process that Ctrl-C ended
+
+    def __init__(self, run_id: str, *, resumable: bool, resume_command: str = "invoke train") -> None:
+        self.run_id = run_id
+        self.resumable = resumable
+        if resumable:
+            message = f"training interrupted; resume with `{resume_command} --resume --run-id {run_id}`"
+        else:
+            message = "training interrupted before its first epoch finished; nothing was kept"
+        super().__init__(message)
+
+
 class ModelRepositoryError(ToolkitError):
     """A model repository, or a version in it, is missing or incomplete."""
 

@@ -17,6 +17,7 @@ def fake_tf(gpus=0):
     tf = types.SimpleNamespace()
     tf.config = types.SimpleNamespace(
         list_physical_devices=lambda kind: [f"gpu{i}" for i in range(gpus)] if kind == "GPU" else [],
+        set_visible_devices=lambda devices, kind: calls.__setitem__("visible", (devices, kind)),
         experimental=types.SimpleNamespace(
             set_memory_growth=lambda gpu, on: calls.setdefault("growth", []).append(gpu)
         ),
@@ -79,6 +80,44 @@ def test_eight_gaudi_ranks_under_mpirun_get_tf_config_and_hpu_strategy():
     assert setup.replicas == 8 and setup.worker_index == 3 and not setup.is_chief
     tf_config = json.loads(env["TF_CONFIG"])
     assert len(tf_config["cluster"]["worker"]) == 8 and tf_config["task"]["index"] == 3
+
+
+def test_tf_config_is_set_before_the_habana_module_loads():
+    """Habana's multi-worker order: TF_CONFIG, then load_habana_module(), then HPUStrategy()."""
+    env = {"OMPI_COMM_WORLD_SIZE": "2", "OMPI_COMM_WORLD_RANK": "1"}
+    seen = []
+
+    def importer(name):
+        if name == devices.HABANA_MODULE:
+            return types.SimpleNamespace(load_habana_module=lambda: seen.append(env.get("TF_CONFIG")))
+        return fake_habana_importer([])(name)
+
+    tf, _ = fake_tf()
+    devices.select_device(tf, "hpu", env=env, worker_port=7850, importer=importer)
+    assert json.loads(seen[0])["cluster"]["worker"] == ["127.0.0.1:7850", "127.0.0.1:7851"]
+
+
+def test_mpirun_ranks_on_cpu_get_a_cluster_from_the_configured_port():
+    env = {"OMPI_COMM_WORLD_SIZE": "2", "OMPI_COMM_WORLD_RANK": "0"}
+    tf, _ = fake_tf()
+    setup = devices.select_device(tf, "auto", env=env, worker_port=20000, importer=no_habana)
+    assert (setup.kind, setup.workers, setup.worker_index, setup.is_chief) == ("cpu", 2, 0, True)
+    assert json.loads(env["TF_CONFIG"])["cluster"]["worker"][1] == "127.0.0.1:20001"
+    with pytest.raises(TrainingError, match=r"train\.worker_port 65535 leaves no room for 2 ranks"):
+        devices.tf_config_for_mpi({"OMPI_COMM_WORLD_SIZE": "2"}, 65535)
+
+
+def test_each_gpu_rank_under_mpirun_sees_the_gpu_of_its_local_rank():
+    env = {
+        "OMPI_COMM_WORLD_SIZE": "4",
+        "OMPI_COMM_WORLD_RANK": "3",
+        "OMPI_COMM_WORLD_LOCAL_RANK": "3",
+        "OMPI_COMM_WORLD_LOCAL_SIZE": "4",
+    }
+    tf, calls = fake_tf(gpus=4)
+    setup = devices.select_device(tf, "gpu", env=env, importer=no_habana)
+    assert calls["visible"] == (["gpu3"], "GPU") and calls["growth"] == ["gpu3"]
+    assert (setup.kind, setup.workers, setup.worker_index) == ("gpu", 4, 3)
 
 
 def test_hpu_requested_without_habana_is_a_clear_error():

@@ -167,3 +167,19 @@ def test_failures_are_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(shutil, "which", lambda name, **_: None)
     with pytest.raises(DeployError, match="docker is not installed"):
         build_images(config, target="vsphere", names=["bench"], progress=lambda _l: None)
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
+def test_every_copied_path_is_in_the_build_context(dockerfile: Path) -> None:
+    """Each ignore file excludes everything (`*`) and lets back in what the Dockerfile copies."""
+    ignore = (dockerfile.parent / "Dockerfile.dockerignore").read_text().split()
+    assert ignore[0] == "*"
+    allowed = {line[1:].rstrip("/") for line in ignore if line.startswith("!")}
+    for line in re.findall(r"^COPY\s+(.+)$", dockerfile.read_text(), flags=re.M):
+        words = [w for w in line.split() if not w.startswith("--")]
+        if any(w.startswith("--from") for w in line.split()):
+            continue
+        for source in words[:-1]:
+            if source.startswith("${"):
+                continue
+            assert source.rstrip("/") in allowed, f"{dockerfile}: COPY {source} is not in the build context"

@@ -146,8 +146,18 @@ def _make_run(artifacts: Path, saved_model: Path, run_id: str = "20250101-120000
     return run
 
 
+# Every INT8 gate budget lifted: for tests about the plumbing, not about a tiny model's accuracy.
+LENIENT = {
+    "int8_max_accuracy_drop": 100.0,
+    "int8_max_balanced_accuracy_drop": 100.0,
+    "int8_max_protected_recall_drop": 100.0,
+    "int8_max_class_recall_drop": 100.0,
+}
+
+
 def _config(artifacts: Path, **optimize) -> ToolkitConfig:
-    settings = {"calibration_size": 42, "parity_images": 21, **optimize}
+    # The fixture manifest has no val split, so NNCF accuracy control is switched off explicitly.
+    settings = {"calibration_size": 42, "parity_images": 21, "int8_accuracy_control": False, **optimize}
     return ToolkitConfig(artifacts_dir=str(artifacts), optimize=OptimizeConfig(**settings))
 
 
@@ -174,6 +184,19 @@ def test_conversion_names_tensors_and_fp16_halves_the_weights(saved_models, tmp_
     fp32_bytes = fp32.with_name("model.bin").stat().st_size
     fp16_bytes = fp16.with_name("model.bin").stat().st_size
     assert fp16_bytes < 0.6 * fp32_bytes
+
+
+def test_the_same_graph_saves_to_the_same_bytes_however_many_models_came_before(saved_models, tmp_path):
+    first = save_ir(
+        convert_saved_model(saved_models.trained, SIZE, 21), tmp_path / "a", compress_to_fp16=True
+    )
+    convert_saved_model(saved_models.untrained, SIZE, 21)  # OpenVINO's node counter moves on
+    second = save_ir(
+        convert_saved_model(saved_models.trained, SIZE, 21), tmp_path / "b", compress_to_fp16=True
+    )
+
+    assert first.read_bytes() == second.read_bytes()
+    assert first.with_name("model.bin").read_bytes() == second.with_name("model.bin").read_bytes()
 
 
 def test_conversion_pins_dynamic_spatial_size_and_renames_tensors(saved_models):
@@ -222,14 +245,12 @@ def test_parity_holds_for_the_converted_ir_and_fails_for_another_model(saved_mod
 
 
 @pytest.mark.slow
-def test_optimize_scores_every_variant_and_publishes_a_new_version_each_run(
+def test_optimize_scores_every_variant_publishes_and_does_not_republish_identical_models(
     saved_models, manifest, artifacts
 ):
     run = _make_run(artifacts, saved_models.trained)
     messages: list[str] = []
-    result = run_optimize(
-        _config(artifacts, int8_max_accuracy_drop=100.0), run, manifest, progress=messages.append
-    )
+    result = run_optimize(_config(artifacts, **LENIENT), run, manifest, progress=messages.append)
 
     openvino_dir = run / "openvino"
     assert result.report_path == openvino_dir / "optimization.json"
@@ -254,7 +275,7 @@ def test_optimize_scores_every_variant_and_publishes_a_new_version_each_run(
         == result.variants["tf"].metrics["confusion_matrix"]
     )
     assert result.parity.passed and result.parity.n_images == 21
-    assert result.int8_budget is not None and result.int8_budget.accepted
+    assert result.int8_gate is not None and result.int8_gate.accepted
 
     report = json.loads(result.report_path.read_text())
     assert report["status"] == "accepted" and report["error"] is None
@@ -262,12 +283,18 @@ def test_optimize_scores_every_variant_and_publishes_a_new_version_each_run(
     assert report["test_images"] == 63
     assert report["quantization"]["preset"] == "mixed" and report["quantization"]["calibration_images"] == 42
     assert report["parity"] == result.parity.as_dict()
-    assert report["int8_budget"]["accepted"] is True
+    assert report["schema_version"] == 2
+    assert report["int8_gate"] == result.int8_gate.as_dict() and report["int8_gate"]["accepted"] is True
+    assert report["quantization"]["accuracy_control"] is None  # switched off by the setting, said so
+    assert "int8: NNCF accuracy control is off (optimize.int8_accuracy_control: false)" in messages
+    assert any(m.startswith("int8 gate: accepted") for m in messages)
+    assert any(m.startswith("int8 gate: ok · protected class BLA (Blast) recall") for m in messages)
     assert report["variants"]["int8"]["path"] == "openvino/int8/model.xml"
     assert report["variants"]["tf"]["path"] == "saved_model"
     assert report["variants"]["int8"]["metrics"] == result.variants["int8"].metrics
     assert report["settings"]["precisions"] == ["fp32", "fp16", "int8"]
     assert report["published"] == [published_entry(m) for m in result.published]
+    assert result.unchanged == frozenset()
 
     repo = artifacts / "models"
     assert [(m.name, m.version) for m in result.published] == [
@@ -281,12 +308,16 @@ def test_optimize_scores_every_variant_and_publishes_a_new_version_each_run(
     assert any(m.startswith("parity: TF vs FP32 IR on 21 images") for m in messages)
     assert any(m.startswith("int8: calibration image 42/42") for m in messages)
 
-    again = run_optimize(
-        _config(artifacts, int8_max_accuracy_drop=100.0), run, manifest, progress=messages.append
-    )
+    # The same run optimized again writes byte-identical IRs (even in a process whose OpenVINO
+    # has numbered other nodes since): every version is reused, none added.
+    messages.clear()
+    again = run_optimize(_config(artifacts, **LENIENT), run, manifest, progress=messages.append)
 
-    assert [m.version for m in again.published] == [2, 2, 2]
-    assert ModelRepository(repo).versions("bone-marrow", "fp32") == [1, 2]
+    assert [m.version for m in again.published] == [1, 1, 1]
+    assert again.unchanged == {"bone-marrow-fp32", "bone-marrow-fp16", "bone-marrow-int8"}
+    assert sum(m.startswith("unchanged bone-marrow-") for m in messages) == 3
+    assert ModelRepository(repo).versions("bone-marrow", "fp32") == [1]
+    assert [e["unchanged"] for e in json.loads(again.report_path.read_text())["published"]] == [True] * 3
     # What optimize published is what serving and bench find.
     assert ModelRepository(repo).find("bone-marrow", "int8") == again.published[2]
     assert (repo / "bone-marrow-int8" / "1" / "model.bin").read_bytes() == published_int8
@@ -299,11 +330,11 @@ def test_optimize_scores_every_variant_and_publishes_a_new_version_each_run(
 
 
 @pytest.mark.slow
-def test_rejected_int8_publishes_nothing_but_leaves_its_report(saved_models, manifest, artifacts):
+def test_rejected_int8_publishes_nothing_but_leaves_its_report_aside(saved_models, manifest, artifacts):
     run = _make_run(artifacts, saved_models.trained)
     # A negative budget rejects INT8 whatever its accuracy (load_config would refuse it; the
     # dataclass does not validate).
-    config = _config(artifacts, int8_max_accuracy_drop=-1.0)
+    config = _config(artifacts, **dict(LENIENT, int8_max_accuracy_drop=-1.0))
 
     with pytest.raises(
         OptimizationError, match=r"^INT8 model rejected: test accuracy .* vs FP32 .*budget of -1"
@@ -311,12 +342,80 @@ def test_rejected_int8_publishes_nothing_but_leaves_its_report(saved_models, man
         run_optimize(config, run, manifest, progress=lambda m: None)
 
     assert "\n" not in str(info.value)
+    assert "the run has no accepted optimization yet" in str(info.value)
     assert not (artifacts / "models").exists()
-    report = json.loads((run / "openvino" / "optimization.json").read_text())
+    assert not (run / "openvino").exists()
+    report = json.loads((run / "openvino-rejected" / "optimization.json").read_text())
     assert report["status"] == "rejected" and report["error"] == str(info.value)
-    assert report["int8_budget"]["accepted"] is False
+    assert report["int8_gate"]["accepted"] is False
     assert set(report["variants"]) == {"tf", "fp32", "fp16", "int8"}
+    assert report["variants"]["int8"]["path"] == "openvino-rejected/int8/model.xml"
+    assert (run / report["variants"]["int8"]["path"]).is_file()
     assert report["published"] == []
+
+
+def _never_predicting(code: str, openvino_predictor):
+    """openvino_predictor, except that the INT8 IR never predicts ``code`` (its blasts collapse)."""
+    index = CLASS_CODES.index(code)
+
+    def make(xml_path, *args, **kwargs):
+        predict = openvino_predictor(xml_path, *args, **kwargs)
+        if Path(xml_path).parent.name != "int8":
+            return predict
+
+        def collapsed(batch):
+            probabilities = np.array(predict(batch))
+            probabilities[:, index] = 0.0
+            return probabilities
+
+        return collapsed
+
+    return make
+
+
+@pytest.mark.slow
+def test_a_protected_class_losing_recall_rejects_int8_and_keeps_the_accepted_record(
+    saved_models, manifest, artifacts, monkeypatch
+):
+    run = _make_run(artifacts, saved_models.trained)
+    run_optimize(_config(artifacts, **LENIENT), run, manifest, progress=lambda m: None)
+    accepted = {p.relative_to(run): p.read_bytes() for p in (run / "openvino").rglob("*") if p.is_file()}
+    repo = ModelRepository(artifacts / "models")
+    published = repo.find_all("bone-marrow", ["fp32", "fp16", "int8"])
+
+    # INT8 now loses every blast: 3 of 63 test images (4.8 points) and 1/21 of balanced accuracy,
+    # within the lifted budgets, but BLA's recall falls from 100% to 0%.
+    monkeypatch.setattr(pipeline, "openvino_predictor", _never_predicting("BLA", pipeline.openvino_predictor))
+    config = _config(artifacts, **dict(LENIENT, int8_max_protected_recall_drop=1.0))
+    messages: list[str] = []
+    with pytest.raises(OptimizationError) as info:
+        run_optimize(config, run, manifest, progress=messages.append)
+
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(
+        "INT8 model rejected: protected class BLA (Blast) recall 0.00% vs FP32 100.00% on 3 test images: "
+        "a drop of 100.00 points, over the budget of 1 (optimize.int8_max_protected_recall_drop)"
+    )
+    assert f"the accepted record {run / 'openvino' / 'optimization.json'} and the published" in message
+    assert [m for m in messages if "VIOLATED" in m] == [
+        "int8 gate: VIOLATED · " + message.removeprefix("INT8 model rejected: ").split("; ")[0]
+    ]
+    # The earlier record and what it published are untouched …
+    assert {
+        p.relative_to(run): p.read_bytes() for p in (run / "openvino").rglob("*") if p.is_file()
+    } == accepted
+    assert repo.find_all("bone-marrow", ["fp32", "fp16", "int8"]) == published
+    assert repo.versions("bone-marrow", "int8") == [1]
+    # … and the rejection is recorded beside it.
+    rejected = json.loads((run / "openvino-rejected" / "optimization.json").read_text())
+    assert rejected["status"] == "rejected" and rejected["error"] == message
+    assert rejected["published"] == []
+    gate = rejected["int8_gate"]
+    assert gate["accepted"] is False and len(gate["violations"]) == 1
+    bla = next(r for r in gate["rules"] if r["class"] == "BLA")
+    assert (bla["support"], bla["fp32"], bla["int8"], bla["passed"]) == (3, 1.0, 0.0, False)
+    assert any(m == f"report: {run / 'openvino-rejected' / 'optimization.json'} (rejected)" for m in messages)
 
 
 def test_parity_failure_stops_before_quantization_and_publishes_nothing(
@@ -341,7 +440,8 @@ def test_parity_failure_stops_before_quantization_and_publishes_nothing(
     ):
         run_optimize(_config(artifacts), run, manifest, progress=lambda m: None)
 
-    report = json.loads((run / "openvino" / "optimization.json").read_text())
+    assert not (run / "openvino").exists()
+    report = json.loads((run / "openvino-rejected" / "optimization.json").read_text())
     assert report["parity"]["passed"] is False and report["parity"]["max_abs_diff"] > 1e-3
     assert report["status"] == "rejected" and report["variants"] == {}
     assert sorted(p.name for p in (artifacts / "models").iterdir()) == ["config.json"]
@@ -356,7 +456,7 @@ def test_fp32_only_skips_quantization_and_publishes_one_model(saved_models, mani
     )
 
     assert set(result.variants) == {"tf", "fp32"}
-    assert result.int8_budget is None
+    assert result.int8_gate is None
     assert [(m.name, m.version) for m in result.published] == [("bone-marrow-fp32", 1)]
     assert sorted(p.name for p in (run / "openvino").iterdir()) == ["fp32", "optimization.json"]
 
@@ -368,7 +468,7 @@ def test_optimize_reads_the_real_split_manifest(saved_models, synthetic_split, a
     manifest = SplitManifest.load(synthetic_split / "data" / "split.json")
     run = _make_run(artifacts, saved_models.trained)
     result = run_optimize(
-        _config(artifacts, int8_max_accuracy_drop=100.0), run, manifest, progress=lambda m: None
+        _config(artifacts, **LENIENT, int8_accuracy_control=True), run, manifest, progress=lambda m: None
     )
 
     assert result.variants["int8"].metrics["n_samples"] == len(manifest.entries("test"))

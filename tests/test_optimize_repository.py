@@ -123,7 +123,70 @@ def test_the_report_entry_names_the_published_files_and_their_hashes(tmp_path, i
         "path": str(tmp_path / "models" / "bone-marrow-int8" / "1"),
         "bin_sha256": hashlib.sha256(b"int8" * 10).hexdigest(),
         "xml_sha256": hashlib.sha256(b"<net name='int8'/>").hexdigest(),
+        "unchanged": False,
     }
+    assert published_entry(model, unchanged=True)["unchanged"] is True
+
+
+def test_byte_identical_models_reuse_their_latest_version_instead_of_a_new_one(tmp_path, irs, card):
+    repo = tmp_path / "models"
+    first = publish(repo, "bone-marrow", irs, card, progress=_quiet)
+    messages: list[str] = []
+
+    again = publish(repo, "bone-marrow", irs, card, progress=messages.append)
+
+    assert again == first and [m.version for m in again] == [1, 1, 1]
+    assert again.unchanged == {"bone-marrow-fp32", "bone-marrow-fp16", "bone-marrow-int8"}
+    assert first.unchanged == frozenset()
+    for precision in irs:
+        assert ModelRepository(repo).versions("bone-marrow", precision) == [1]
+        assert [p.name for p in (repo / f"bone-marrow-{precision}").iterdir()] == ["1"]  # nothing staged
+    assert messages[0].startswith("unchanged bone-marrow-fp32 version 1: model.xml, model.bin and model card")
+
+
+def test_only_changed_precisions_get_the_next_version(tmp_path, irs, card):
+    repo = tmp_path / "models"
+    publish(repo, "bone-marrow", irs, card, progress=_quiet)
+    (irs["int8"] / "model.bin").write_bytes(b"requantized")
+    messages: list[str] = []
+
+    again = publish(repo, "bone-marrow", irs, card, progress=messages.append)
+
+    assert [(m.name, m.version) for m in again] == [
+        ("bone-marrow-fp32", 1),
+        ("bone-marrow-fp16", 1),
+        ("bone-marrow-int8", 2),
+    ]
+    assert again.unchanged == {"bone-marrow-fp32", "bone-marrow-fp16"}
+    assert ModelRepository(repo).find_all("bone-marrow", irs) == list(again)  # what OVMS serves
+    assert messages[-1].startswith("published bone-marrow-int8 version 2")
+
+
+@pytest.mark.parametrize("change", ["xml", "card"])
+def test_the_same_weights_with_another_graph_or_card_are_a_new_version(tmp_path, irs, card, change):
+    repo = tmp_path / "models"
+    publish(repo, "bone-marrow", {"fp32": irs["fp32"]}, card, progress=_quiet)
+    if change == "xml":
+        (irs["fp32"] / "model.xml").write_text("<net name='fp32' version='11'/>")
+    else:
+        card.write_text(json.dumps({"model_name": "bone-marrow", "run_id": "r2", "image_size": 32}))
+
+    (model,) = publish(repo, "bone-marrow", {"fp32": irs["fp32"]}, card, progress=_quiet)
+
+    assert model.version == 2 and model.run_id == ("r2" if change == "card" else "r1")
+
+
+def test_only_the_latest_version_counts_as_already_published(tmp_path, irs, card):
+    repo = tmp_path / "models"
+    publish(repo, "bone-marrow", {"fp32": irs["fp32"]}, card, progress=_quiet)
+    original = (irs["fp32"] / "model.bin").read_bytes()
+    (irs["fp32"] / "model.bin").write_bytes(b"retrained")
+    publish(repo, "bone-marrow", {"fp32": irs["fp32"]}, card, progress=_quiet)
+    (irs["fp32"] / "model.bin").write_bytes(original)  # back to what version 1 holds
+
+    (model,) = publish(repo, "bone-marrow", {"fp32": irs["fp32"]}, card, progress=_quiet)
+
+    assert model.version == 3  # reusing 1 would not make OVMS serve it
 
 
 @pytest.mark.parametrize("content", [{"run_id": "r1"}, {"image_size": 0}, "{"])
@@ -166,6 +229,7 @@ def test_collision_raises_and_rolls_back_the_whole_publish(tmp_path, irs, card, 
     publish(repo, "bone-marrow", {"fp32": irs["fp32"]}, card, progress=_quiet)
     published_bin = (repo / "bone-marrow-fp32" / "1" / "model.bin").read_bytes()
     config_before = (repo / "config.json").read_text()
+    (irs["fp32"] / "model.bin").write_bytes(b"retrained")  # a new model, not the one published
     # Another publisher claimed version 1 for fp32 between our scan and our rename.
     monkeypatch.setattr(repository, "next_version", lambda *_: 1)
 

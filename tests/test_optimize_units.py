@@ -15,7 +15,7 @@ from workloads.classes import CLASS_CODES
 from workloads.optimize.evaluate import evaluate_variants
 from workloads.optimize.parity import compare_probabilities
 from workloads.optimize.pipeline import latest_run, load_trained_run, run_optimize
-from workloads.optimize.quantize import CalibrationImages, check_int8_budget
+from workloads.optimize.quantize import CalibrationImages
 from workloads.optimize.selection import class_balanced_sample
 
 
@@ -31,38 +31,6 @@ class FakeManifest:
 
     def entries(self, split: str) -> list[Entry]:
         return list(self._splits.get(split, []))
-
-
-# --- INT8 accuracy budget -------------------------------------------------------------------
-
-
-def test_drop_exactly_at_the_budget_is_accepted():
-    budget = check_int8_budget(0.50, 0.49, 1.0)
-    assert budget.drop_points == 1.0  # not 1.0000000000000009
-    assert budget.accepted
-
-
-def test_drop_over_the_budget_is_rejected_with_both_accuracies_and_the_budget():
-    budget = check_int8_budget(0.9000, 0.8899, 1.0)
-    assert budget.drop_points == pytest.approx(1.01)
-    assert not budget.accepted
-    message = budget.rejection_message()
-    assert "\n" not in message
-    assert "88.99%" in message and "90.00%" in message and "budget of 1" in message
-    assert "1.01 points" in message
-
-
-def test_int8_better_than_fp32_is_accepted_and_a_negative_budget_rejects_everything():
-    assert check_int8_budget(0.80, 0.82, 0.0).accepted
-    assert check_int8_budget(0.80, 0.80, 0.0).accepted
-    assert not check_int8_budget(0.80, 0.80, -1.0).accepted
-    assert check_int8_budget(0.8, 0.79, 1.0).as_dict() == {
-        "fp32_accuracy": 0.8,
-        "int8_accuracy": 0.79,
-        "drop_points": 1.0,
-        "max_drop_points": 1.0,
-        "accepted": True,
-    }
 
 
 # --- subsets --------------------------------------------------------------------------------
@@ -250,6 +218,11 @@ def test_broken_run_directories_are_one_line_errors(tmp_path, breakage, message)
         ({"train": [Entry(Path("/x.jpg"), 0)]}, "the split manifest has no test images"),
         ({"test": [Entry(Path("/x.jpg"), 0)]}, "the split manifest has no train images"),
         ({"test": [Entry(Path("/x.jpg"), 21)], "train": []}, "has label 21, outside the model's 21 classes"),
+        # INT8 with accuracy control on (the default) and no val split: refused, not quietly plain PTQ.
+        (
+            {"test": [Entry(Path("/x.jpg"), 0)], "train": [Entry(Path("/y.jpg"), 0)]},
+            r"accuracy control needs val images .* optimize.int8_accuracy_control: false",
+        ),
     ],
 )
 def test_unusable_manifest_splits_fail_before_any_conversion(tmp_path, splits, message):

@@ -23,6 +23,8 @@ def test_the_run_layout_is_named_in_one_place(tmp_path):
         "model_card_markdown": run.model_card_markdown,
         "openvino": run.openvino,
         "optimization_report": run.optimization_report,
+        "openvino_rejected": run.openvino_rejected,
+        "rejected_optimization_report": run.rejected_optimization_report,
         "int8 IR": run.ir("int8"),
     } == {
         "config": root / "config.json",
@@ -36,6 +38,8 @@ def test_the_run_layout_is_named_in_one_place(tmp_path):
         "model_card_markdown": root / "MODEL_CARD.md",
         "openvino": root / "openvino",
         "optimization_report": root / "openvino" / "optimization.json",
+        "openvino_rejected": root / "openvino-rejected",
+        "rejected_optimization_report": root / "openvino-rejected" / "optimization.json",
         "int8 IR": root / "openvino" / "int8" / "model.xml",
     }
 

@@ -74,3 +74,37 @@ def test_training_runs_on_tf_2_15_and_its_export_serves_on_this_tf(synthetic_spl
     serve = tf.saved_model.load(str(run_dir / "saved_model")).signatures["serving_default"]
     probabilities = serve(image=tf.zeros([2, 64, 64, 3]))["probabilities"].numpy()
     assert probabilities.shape == (2, 21)
+
+
+# Run in .venv-tf215: the training pipeline's pixels for the given files, saved as one array.
+_DATASET_PIXELS = """
+import sys
+import numpy as np
+import tensorflow as tf
+from workloads.training.dataset import build_dataset
+out, size, *paths = sys.argv[1:]
+ds = build_dataset(tf, paths, list(range(len(paths))), image_size=int(size), batch_size=8, training=False)
+np.save(out, np.concatenate([images.numpy() for images, _ in ds]))
+"""
+
+
+def test_training_pixels_on_tf_2_15_match_this_environment_s_decode(synthetic_split, tmp_path):
+    """Gaudi's image (TF 2.15, its Pillow) trains on the pixels this environment serves and scores."""
+    import numpy as np
+
+    from workloads.data.manifest import SplitManifest
+    from workloads.images import load_batch
+
+    entries = SplitManifest.load(synthetic_split / "data" / "split.json").entries("test")[:24]
+    paths = [str(e.path) for e in entries]
+    out = tmp_path / "pixels.npy"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    run = subprocess.run(
+        [str(TF215_PYTHON), "-c", _DATASET_PIXELS, str(out), "64", *paths],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    np.testing.assert_array_equal(np.load(out), load_batch(paths, 64))

@@ -48,12 +48,17 @@ def test_script_runs_the_training_module_on_8_gaudi_cards() -> None:
     assert "/opt/bmc/r1/data:/data:ro" in docker and "/opt/bmc/r1/runs:/runs" in docker
     entry = docker.index("--entrypoint")
     assert docker[entry + 1 : entry + 3] == ["mpirun", RUN.image]
-    assert docker[entry + 3 : entry + 9] == ["-np", "8", "--bind-to", "none", "python3", "-m"]
-    assert docker[entry + 9] == "workloads.training.train"
-    flags = docker[entry + 10 :]
+    # Habana's per-rank binding: cores per rank computed on the instance, the one unquoted word.
+    binding = ["--bind-to", "core", "--map-by", "socket:PE=${pe}", "--rank-by", "core", "--report-bindings"]
+    module = ["python3", "-m", "workloads.training.train"]
+    assert docker[entry + 3 : entry + 15] == ["-np", "8", *binding, *module]
+    assert '--map-by "socket:PE=${pe}"' in lines[-1]
+    assert lines[-2] == 'pe=$(( $(nproc) / 8 / 2 )); [ "$pe" -ge 1 ] || pe=1'
+    flags = docker[entry + 15 :]
     assert flags[flags.index("--device") + 1] == "hpu"
     assert flags[flags.index("--batch-size") + 1] == "64"
     assert flags[flags.index("--manifest") + 1] == "/data/split.json"
+    assert flags[flags.index("--worker-port") + 1] == "12345"
     assert "--resume" not in flags
     assert lines[0] == "set -euo pipefail"
     assert "aws s3 sync s3://bone-marrow-training/datasets/abc/ /opt/bmc/r1/data/ --only-show-errors" in lines

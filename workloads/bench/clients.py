@@ -13,7 +13,6 @@ there an error is counted and fails the repetition.
 from __future__ import annotations
 
 import contextlib
-import io
 import ipaddress
 import threading
 import time
@@ -37,7 +36,7 @@ from workloads.bench.payloads import (
     encode_rest_request,
     tensor_payload,
 )
-from workloads.images import load_image
+from workloads.images import decode_batch
 
 T = TypeVar("T")
 UP_HINT = "is the server up? `invoke up --target local`"  # the default target; clients may name another
@@ -225,8 +224,8 @@ class _Pool(Generic[T]):
 
 
 def decode_images(items: Sequence[bytes], image_size: int) -> np.ndarray:
-    """Encoded image files → (N, S, S, 3) float32, exactly as workloads.images decodes files."""
-    return np.stack([load_image(io.BytesIO(item), image_size) for item in items])  # type: ignore[arg-type]
+    """Encoded image files → (N, S, S, 3) float32 by workloads.images.decode_batch, as the server decodes."""
+    return decode_batch(items, image_size)
 
 
 class InferenceClient(ABC):

@@ -15,7 +15,7 @@ import numpy as np
 
 from contracts.errors import BenchError
 from workloads.bench.payloads import Batch
-from workloads.images import load_image
+from workloads.images import decode_batch
 from workloads.optimize.selection import LabelledImage, SplitEntries, class_balanced_sample
 
 # Enough distinct images that requests do not repeat one cached input, small enough to keep
@@ -27,7 +27,7 @@ MIN_POOL_IMAGES = 64
 class BenchImages:
     paths: tuple[Path, ...]
     labels: tuple[int, ...]
-    tensors: np.ndarray  # (N, S, S, 3) float32 RGB 0..255, workloads.images.load_image
+    tensors: np.ndarray  # (N, S, S, 3) float32 RGB 0..255: workloads.images.decode_batch(encoded)
     encoded: tuple[bytes, ...]  # the files' bytes, for input_format "jpeg"
 
     def __len__(self) -> int:
@@ -49,8 +49,10 @@ def load_bench_images(manifest: SplitEntries, size: int, image_size: int) -> Ben
         raise BenchError("the split manifest has no test images; run `invoke data` to split a dataset")
     paths = tuple(Path(e.path) for e in entries)
     try:
-        tensors = np.stack([load_image(p, image_size) for p in paths])
         encoded = tuple(p.read_bytes() for p in paths)
+        # The tensor payload is decoded from the very bytes the JPEG payload sends, by the server's
+        # (and training's) decode: both input formats give the model the same pixels.
+        tensors = decode_batch(encoded, image_size)
     except OSError as exc:
         raise BenchError(f"cannot read a test image ({exc}); re-run `invoke data`") from None
     return BenchImages(paths, tuple(int(e.label) for e in entries), tensors, encoded)

@@ -7,6 +7,7 @@ whatever names the converter derived from the signature.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import openvino as ov
@@ -38,6 +39,8 @@ def convert_saved_model(saved_model_dir: Path, image_size: int, num_classes: int
         )
     model.input(0).get_tensor().set_names({INPUT_NAME})
     model.output(0).get_tensor().set_names({OUTPUT_NAME})
+    # Before NNCF sees the graph: the names it gives the nodes it inserts derive from these.
+    canonical_node_names(model)
     return model
 
 
@@ -55,8 +58,30 @@ def _pin_input_shape(model: ov.Model, image_size: int, source: Path) -> None:
 
 
 def save_ir(model: ov.Model, directory: Path, *, compress_to_fp16: bool) -> Path:
-    """Write ``directory``/model.xml + model.bin and return the .xml path."""
+    """Write ``directory``/model.xml + model.bin and return the .xml path.
+
+    The same graph always gives the same bytes (see :func:`canonical_node_names`), so publishing
+    can tell an unchanged model from a new one by its sha256.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     xml = directory / MODEL_XML
+    canonical_node_names(model)
     ov.save_model(model, str(xml), compress_to_fp16=compress_to_fp16)
     return xml
+
+
+_AUTOMATIC_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]*_[0-9]+")
+
+
+def canonical_node_names(model: ov.Model) -> None:
+    """Rename nodes that carry an automatic OpenVINO name after their place in the graph.
+
+    OpenVINO names an unnamed node ``<Type>_<n>`` with ``n`` from a per-process counter (and graph
+    transformations pass such names on to the nodes they create), so the same graph built twice
+    in one process, or after another model, would serialize to a different model.xml. Nodes with
+    a name of their own (scoped SavedModel names, NNCF's ``…/fq_…``) keep it; tensor names, which
+    clients use, are not touched.
+    """
+    for index, node in enumerate(model.get_ordered_ops()):
+        if _AUTOMATIC_NAME.fullmatch(node.get_friendly_name()):
+            node.set_friendly_name(f"{node.get_type_name()}_{index}")

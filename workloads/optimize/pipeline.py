@@ -1,11 +1,16 @@
 """`invoke optimize`: a trained run → OpenVINO FP32/FP16/INT8 IRs, checked, scored and published.
 
 Steps: convert the SavedModel (FP32, FP16-compressed weights) → TF/FP32 parity on a few test
-images → INT8 post-training quantization on a class-balanced train subset → every variant on
-the test split → INT8 accuracy budget → ``<run>/openvino/optimization.json`` → publish all
-precisions to the OVMS repository together. The IRs and the report are built in a staging
-folder and renamed to ``<run>/openvino`` in one step; a failed check still leaves its report
-there (with the reason) but publishes nothing.
+images → INT8 post-training quantization on a class-balanced train subset (with NNCF accuracy
+control on the val split unless ``optimize.int8_accuracy_control`` is false) → every variant on
+the test split → the INT8 gate (``workloads.optimize.gate``) → ``optimization.json`` → publish
+all precisions to the OVMS repository together (a precision whose files are byte-identical to
+its latest published version reuses that version).
+
+The IRs and the report are built in a staging folder and renamed into place in one step: to
+``<run>/openvino`` when every check passes, to ``<run>/openvino-rejected`` (replacing an older
+rejected attempt) when one fails. A rejected attempt publishes nothing and leaves the run's
+accepted record — ``<run>/openvino`` and the published versions — as it was.
 """
 
 from __future__ import annotations
@@ -33,15 +38,17 @@ from workloads.classes import CLASS_CODES
 from workloads.images import load_batch
 from workloads.optimize.convert import convert_saved_model, save_ir
 from workloads.optimize.evaluate import Predictor, evaluate_variants, openvino_predictor, tensorflow_predictor
+from workloads.optimize.gate import GateBudgets, Int8Gate, check_int8_gate
 from workloads.optimize.parity import ParityResult, check_parity
-from workloads.optimize.quantize import PRESET_NAME, Int8Budget, check_int8_budget, quantize_int8
+from workloads.optimize.quantize import PRESET_NAME, quantize_int8
 from workloads.optimize.repository import publish, published_entry
 from workloads.optimize.selection import LabelledImage, SplitEntries, class_balanced_sample
 from workloads.progress import Progress, print_progress
 from workloads.telemetry import opt_out_of_openvino_telemetry
 
 REFERENCE = "tf"
-REPORT_SCHEMA_VERSION = 1
+# 2: "int8_gate" (every rule and figure) replaces "int8_budget"; "published" entries say "unchanged".
+REPORT_SCHEMA_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -78,8 +85,10 @@ class OptimizeResult:
     report_path: Path
     variants: dict[str, VariantResult]
     parity: ParityResult
-    int8_budget: Int8Budget | None  # None when int8 is not among optimize.precisions
+    int8_gate: Int8Gate | None  # None when int8 is not among optimize.precisions
     published: tuple[ModelVersion, ...]
+    # Names (<model>-<precision>) whose latest version held byte-identical files and was reused.
+    unchanged: frozenset[str] = frozenset()
 
 
 def latest_run(runs_dir: Path) -> Path:
@@ -127,17 +136,14 @@ def run_optimize(
     opt = config.optimize
     run = load_trained_run(run_dir)
     precisions = list(dict.fromkeys(opt.precisions))
+    GateBudgets.from_config(opt).check_classes(run.classes)
     test = _split(manifest, "test", len(run.classes))
     calibration = (
         class_balanced_sample(_split(manifest, "train", len(run.classes)), opt.calibration_size)
         if "int8" in precisions
         else []
     )
-    validation = (
-        class_balanced_sample(list(manifest.entries("val")), opt.accuracy_control_images)
-        if "int8" in precisions and opt.int8_accuracy_control and opt.int8_max_accuracy_drop > 0
-        else []
-    )
+    validation = accuracy_control_images(opt, manifest) if "int8" in precisions else []
     progress(
         f"optimize: run {run.run_id} · {', '.join(precisions)} · {len(test)} test images · "
         f"image size {run.image_size}"
@@ -148,14 +154,15 @@ def run_optimize(
     staging.chmod(0o755)
     try:
         outcome = _build_and_check(opt, run, precisions, test, calibration, validation, staging, progress)
-        _replace_dir(staging, out_dir)
+        _replace_dir(staging, run.directory.openvino_rejected if outcome.failure else out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    if outcome.failure:
+        progress(f"report: {run.directory.rejected_optimization_report} (rejected)")
+        raise OptimizationError(outcome.failure)
     report_path = run.directory.optimization_report
     progress(f"report: {report_path}")
-    if outcome.failure:
-        raise OptimizationError(outcome.failure)
 
     published = publish(
         config.paths.model_repository,
@@ -164,11 +171,36 @@ def run_optimize(
         run.model_card,
         progress=progress,
     )
-    outcome.report["published"] = [published_entry(m) for m in published]
+    outcome.report["published"] = [
+        published_entry(m, unchanged=m.name in published.unchanged) for m in published
+    ]
     write_json_atomic(report_path, outcome.report)
     return OptimizeResult(
-        run.run_dir, report_path, outcome.variants, outcome.parity, outcome.budget, tuple(published)
+        run.run_dir,
+        report_path,
+        outcome.variants,
+        outcome.parity,
+        outcome.gate,
+        tuple(published),
+        published.unchanged,
     )
+
+
+def accuracy_control_images(opt: OptimizeConfig, manifest: SplitEntries) -> list[LabelledImage]:
+    """The val images NNCF's accuracy control scores INT8 on; [] only when it is switched off.
+
+    No budget turns it off — 0 asks for no drop at all — only ``optimize.int8_accuracy_control:
+    false`` does, and a split without val images is an error rather than a silent plain PTQ.
+    """
+    if not opt.int8_accuracy_control:
+        return []
+    sample = class_balanced_sample(list(manifest.entries("val")), opt.accuracy_control_images)
+    if not sample:
+        raise OptimizationError(
+            "NNCF accuracy control needs val images but the split manifest has none; rebuild it "
+            "with `invoke data`, or set optimize.int8_accuracy_control: false to quantize without it"
+        )
+    return sample
 
 
 @dataclass
@@ -176,7 +208,7 @@ class _Outcome:
     report: dict[str, Any]
     parity: ParityResult
     variants: dict[str, VariantResult]
-    budget: Int8Budget | None
+    gate: Int8Gate | None
     failure: str | None
 
 
@@ -213,7 +245,7 @@ def _build_and_check(
     )
     report = _report_header(opt, run, len(test), parity)
     if not parity.passed:
-        return _finish(report, staging, parity, {}, None, parity.failure_message())
+        return _finish(report, run, staging, parity, {}, None, parity.failure_message())
 
     if "int8" in precisions:
         report["quantization"] = {
@@ -222,12 +254,15 @@ def _build_and_check(
             "calibration_split": "train",
             "calibration_images": len(calibration),
             "selection": "class-balanced round robin, each class in path order",
+            # null only when optimize.int8_accuracy_control is false.
             "accuracy_control": (
                 {"split": "val", "images": len(validation), "max_drop_points": opt.int8_max_accuracy_drop}
                 if validation
                 else None
             ),
         }
+        if not validation:
+            progress("int8: NNCF accuracy control is off (optimize.int8_accuracy_control: false)")
         int8_model = quantize_int8(
             fp32_model,
             [Path(e.path) for e in calibration],
@@ -244,46 +279,60 @@ def _build_and_check(
             predictors[precision] = openvino_predictor(irs[precision])
 
     metrics = evaluate_variants(predictors, test, run.image_size, run.classes, progress=progress)
-    # Paths as they will be once the staging folder is renamed to <run>/openvino.
-    variants = {REFERENCE: VariantResult(REFERENCE, run.saved_model, metrics[REFERENCE])}
-    final_dir = run.directory.openvino
-    variants.update(
-        {p: VariantResult(p, final_dir / xml.relative_to(staging), metrics[p]) for p, xml in irs.items()}
-    )
-    for name, variant in variants.items():
-        m = variant.metrics
+    for name, m in metrics.items():
         progress(
             f"{name}: accuracy {m['accuracy']:.4f} · balanced accuracy {m['balanced_accuracy']:.4f} · "
             f"macro-F1 {m['macro_f1']:.4f} ({m['n_samples']} images)"
         )
-    report["variants"] = {name: _variant_entry(v, run.run_dir, irs) for name, v in variants.items()}
 
-    budget = None
+    gate = None
     if "int8" in metrics:
-        budget = check_int8_budget(
-            metrics["fp32"]["accuracy"], metrics["int8"]["accuracy"], opt.int8_max_accuracy_drop
-        )
-        report["int8_budget"] = budget.as_dict()
-        progress(
-            f"int8: accuracy drop {budget.drop_points:.2f} points (budget {budget.max_drop_points:g}) → "
-            f"{'accepted' if budget.accepted else 'rejected'}"
-        )
-    failure = None if budget is None or budget.accepted else budget.rejection_message()
-    return _finish(report, staging, parity, variants, budget, failure)
+        gate = check_int8_gate(metrics["fp32"], metrics["int8"], GateBudgets.from_config(opt))
+        report["int8_gate"] = gate.as_dict()
+        for line in gate.progress_lines():
+            progress(line)
+    failure = None if gate is None or gate.accepted else gate.rejection_message()
+
+    # Paths as they will be once the staging folder is renamed into place.
+    variants = {REFERENCE: VariantResult(REFERENCE, run.saved_model, metrics[REFERENCE])}
+    final_dir = run.directory.openvino_rejected if failure else run.directory.openvino
+    variants.update(
+        {p: VariantResult(p, final_dir / xml.relative_to(staging), metrics[p]) for p, xml in irs.items()}
+    )
+    report["variants"] = {name: _variant_entry(v, run.run_dir, irs) for name, v in variants.items()}
+    return _finish(report, run, staging, parity, variants, gate, failure)
 
 
 def _finish(
     report: dict[str, Any],
+    run: TrainedRun,
     staging: Path,
     parity: ParityResult,
     variants: dict[str, VariantResult],
-    budget: Int8Budget | None,
+    gate: Int8Gate | None,
     failure: str | None,
 ) -> _Outcome:
+    if failure:
+        accepted = run.directory.optimization_report
+        kept = (
+            f"the accepted record {accepted} and the published versions are unchanged"
+            if accepted.is_file()
+            else "the run has no accepted optimization yet"
+        )
+        advice = (
+            " — raise the budget named, enlarge optimize.calibration_size, or leave int8 out of "
+            "optimize.precisions"
+            if gate is not None and not gate.accepted
+            else ""
+        )
+        failure = (
+            f"{failure}; nothing was published and {kept} "
+            f"(this attempt: {run.directory.rejected_optimization_report}){advice}"
+        )
     report["status"] = "rejected" if failure else "accepted"
     report["error"] = failure
     write_json_atomic(staging / OPTIMIZATION_REPORT, report)
-    return _Outcome(report, parity, variants, budget, failure)
+    return _Outcome(report, parity, variants, gate, failure)
 
 
 def _report_header(opt: OptimizeConfig, run: TrainedRun, n_test: int, parity: ParityResult) -> dict[str, Any]:
@@ -301,7 +350,7 @@ def _report_header(opt: OptimizeConfig, run: TrainedRun, n_test: int, parity: Pa
         "parity": parity.as_dict(),
         "quantization": None,
         "variants": {},
-        "int8_budget": None,
+        "int8_gate": None,
         "status": None,
         "error": None,
         "published": [],

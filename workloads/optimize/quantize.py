@@ -1,16 +1,15 @@
-"""INT8 post-training quantization with NNCF, and the accuracy budget an INT8 model must meet.
+"""INT8 post-training quantization with NNCF (the gate an INT8 model must pass: ``gate.py``).
 
 Preset: MIXED (symmetric weights, asymmetric activations). The backbones' activations are far
 from zero-centred — hard-swish in MobileNetV3 bottoms out at -0.375 and is unbounded above,
 the 0..255 input is all positive — so a symmetric activation grid would waste about half of
 its 256 levels. Asymmetric activations cost little on CPU and buy accuracy, which matters
-because INT8 must stay within ``optimize.int8_max_accuracy_drop`` points of FP32.
+because INT8 must pass the INT8 gate against FP32 (``workloads.optimize.gate``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,45 +20,6 @@ from workloads.images import load_image
 from workloads.progress import Progress
 
 PRESET_NAME = "mixed"
-
-
-@dataclass(frozen=True)
-class Int8Budget:
-    """INT8 vs FP32 test accuracy (fractions); the drop and its budget are in percentage points."""
-
-    fp32_accuracy: float
-    int8_accuracy: float
-    max_drop_points: float
-
-    @property
-    def drop_points(self) -> float:
-        # Rounded so that e.g. 0.50 → 0.49 counts as exactly 1.0 point, not 1.0000000000000009.
-        return round((self.fp32_accuracy - self.int8_accuracy) * 100.0, 9)
-
-    @property
-    def accepted(self) -> bool:
-        return self.drop_points <= self.max_drop_points
-
-    def rejection_message(self) -> str:
-        return (
-            f"INT8 model rejected: test accuracy {self.int8_accuracy:.2%} vs FP32 {self.fp32_accuracy:.2%} "
-            f"is a drop of {self.drop_points:.2f} points, over the budget of {self.max_drop_points:g} "
-            "(optimize.int8_max_accuracy_drop); nothing was published — raise the budget, "
-            "enlarge optimize.calibration_size, or leave int8 out of optimize.precisions"
-        )
-
-    def as_dict(self) -> dict[str, float | bool]:
-        return {
-            "fp32_accuracy": self.fp32_accuracy,
-            "int8_accuracy": self.int8_accuracy,
-            "drop_points": self.drop_points,
-            "max_drop_points": self.max_drop_points,
-            "accepted": self.accepted,
-        }
-
-
-def check_int8_budget(fp32_accuracy: float, int8_accuracy: float, max_drop_points: float) -> Int8Budget:
-    return Int8Budget(float(fp32_accuracy), float(int8_accuracy), float(max_drop_points))
 
 
 class CalibrationImages:
@@ -96,7 +56,7 @@ def quantize_int8(
 
     With ``validation`` (path, label) pairs, NNCF's accuracy control quantizes, measures the
     accuracy drop on them and returns the most drop-sensitive operations to floating point
-    until the drop is within ``max_drop_points``. The final budget check stays on the test split.
+    until the drop is within ``max_drop_points`` (0: no drop). The INT8 gate stays on the test split.
     """
     import nncf  # deferred: a heavy import that only this stage needs
 

@@ -5,6 +5,12 @@ version is staged in ``.staging-*`` beside the versions and renamed into place i
 a half-copied version is never visible. All precisions of one optimize run are published
 together under one version number (one past the highest version of any of them), so
 ``bone-marrow-fp32/3`` and ``bone-marrow-int8/3`` always come from the same run.
+
+A precision whose model.xml, model.bin and model card are byte-identical (sha256) to its latest
+published version is not published again: that version is reused and reported as unchanged, so
+re-running optimize on the same run does not make OVMS reload the same model as a new version.
+The others still get the next number, so the latest version of every precision is always the
+output of the latest publish.
 """
 
 from __future__ import annotations
@@ -33,8 +39,17 @@ from workloads.progress import Progress, print_progress
 STAGING_PREFIX = ".staging-"  # not an integer, so OVMS never treats it as a version
 
 
-def published_entry(model: ModelVersion) -> dict[str, Any]:
-    """How optimization.json lists a published version."""
+class Publication(list[ModelVersion]):
+    """The versions :func:`publish` leaves for readers, in the order asked; ``unchanged`` names
+    (``<model>-<precision>``) those that were already published byte for byte and were reused."""
+
+    def __init__(self, models: Iterable[ModelVersion] = (), unchanged: Iterable[str] = ()):
+        super().__init__(models)
+        self.unchanged = frozenset(unchanged)
+
+
+def published_entry(model: ModelVersion, *, unchanged: bool = False) -> dict[str, Any]:
+    """How optimization.json lists a published version (``unchanged``: reused, not copied)."""
     return {
         "name": model.name,
         "version": model.version,
@@ -42,7 +57,26 @@ def published_entry(model: ModelVersion) -> dict[str, Any]:
         "path": str(model.directory),
         "bin_sha256": model.sha256,
         "xml_sha256": sha256_file(model.xml),
+        "unchanged": unchanged,
     }
+
+
+def identical_latest(
+    repository: ModelRepository, model_name: str, precision: str, ir_folder: Path, model_card: Path
+) -> ModelVersion | None:
+    """The latest published version of ``precision`` if its three files equal these (sha256)."""
+    if not repository.versions(model_name, precision):
+        return None
+    try:
+        latest = repository.find(model_name, precision)
+    except ModelRepositoryError:  # incomplete or unreadable: publish a new one instead
+        return None
+    same = (
+        latest.sha256 == sha256_file(ir_folder / MODEL_BIN)
+        and sha256_file(latest.xml) == sha256_file(ir_folder / MODEL_XML)
+        and sha256_file(latest.model_card) == sha256_file(model_card)
+    )
+    return latest if same else None
 
 
 def next_version(repository: ModelRepository, model_name: str, precisions: Iterable[str]) -> int:
@@ -58,9 +92,10 @@ def publish(
     *,
     server_mount: str = SERVER_MOUNT,
     progress: Progress = print_progress,
-) -> list[ModelVersion]:
+) -> Publication:
     """Publish IR folders (precision → folder holding model.xml + model.bin) as one new version.
 
+    A precision identical to its latest published version reuses it (see the module docstring).
     All or nothing: every precision is staged before any is renamed into place, and if a rename
     fails the versions already renamed by this call are removed again. Then config.json lists
     every published model, keeping the entries it already had. Returns the versions as readers
@@ -81,20 +116,25 @@ def publish(
     repo = ModelRepository(repository)
     _read_server_config(repo.config_file)  # a broken config.json must stop us before publishing
 
-    model_dirs = {p: repo.model_dir(model_name, p) for p in irs}
+    reused = {
+        p: found
+        for p, folder in irs.items()
+        if (found := identical_latest(repo, model_name, p, folder, model_card))
+    }
+    model_dirs = {p: repo.model_dir(model_name, p) for p in irs if p not in reused}
     for model_dir in model_dirs.values():
         model_dir.mkdir(parents=True, exist_ok=True)
     version = next_version(repo, model_name, irs)
     staged: dict[str, Path] = {}
     renamed: list[Path] = []
     try:
-        for precision, folder in irs.items():
-            staged[precision] = _stage(model_dirs[precision], folder, model_card)
+        for precision in model_dirs:
+            staged[precision] = _stage(model_dirs[precision], irs[precision], model_card)
         for precision, staging in staged.items():
             target = model_dirs[precision] / str(version)
             _rename_without_replacing(staging, target)
             renamed.append(target)
-        published = [repo.find(model_name, precision, version) for precision in irs]
+        published = [reused.get(p) or repo.find(model_name, p, version) for p in irs]
     except BaseException as exc:
         for staging in staged.values():
             shutil.rmtree(staging, ignore_errors=True)
@@ -105,8 +145,14 @@ def publish(
         raise
     update_server_config(repository, [m.name for m in published], server_mount=server_mount)
     for model in published:
-        progress(f"published {model.name} version {model.version} → {model.directory}")
-    return published
+        if model.precision in reused:
+            progress(
+                f"unchanged {model.name} version {model.version}: model.xml, model.bin and model card are "
+                f"byte-identical to it, not republished → {model.directory}"
+            )
+        else:
+            progress(f"published {model.name} version {model.version} → {model.directory}")
+    return Publication(published, (m.name for m in published if m.precision in reused))
 
 
 def _stage(model_dir: Path, ir_folder: Path, model_card: Path) -> Path:

@@ -5,7 +5,8 @@ Two encodings of the same ``image`` input are accepted, as OVMS accepts them:
 * FP32 ``[N, S, S, 3]`` RGB 0..255 — binary tensor data (REST binary extension, gRPC
   ``raw_input_contents``) or, slower, JSON / gRPC ``fp32_contents``;
 * BYTES ``[N]`` — encoded images (JPEG, PNG, ...) that the server decodes and resizes to S
-  exactly as :func:`workloads.images.load_image` does for files.
+  with :func:`workloads.images.decode_image`, the implementation training, optimization and the
+  bench use, so a JPEG sent as bytes gives the pixels the model was trained and scored on.
 
 Every problem raises kserve's ``InvalidInput`` (HTTP 400 / gRPC INVALID_ARGUMENT).
 """
@@ -14,16 +15,15 @@ from __future__ import annotations
 
 import base64
 import binascii
-import io
 import struct
 from collections.abc import Sequence
 
 import numpy as np
 from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferInput
-from PIL import UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
-from workloads.images import load_image
+from workloads.images import decode_image
 
 
 def check_single_input(inputs: Sequence[InferInput], expected_name: str, model_name: str) -> InferInput:
@@ -74,13 +74,12 @@ def encoded_images(infer_input: InferInput) -> list[bytes]:
 
 
 def decode_images(images: Sequence[bytes], image_size: int) -> np.ndarray:
-    """Decode + bilinear resize each image to S×S RGB float32, the model card's preprocessing."""
+    """Each encoded image → S×S RGB float32 by workloads.images.decode_image (the model card's)."""
     batch = np.empty((len(images), image_size, image_size, 3), dtype=np.float32)
     for index, data in enumerate(images):
         try:
-            # load_image opens anything PIL.Image.open accepts, a file object included.
-            batch[index] = load_image(io.BytesIO(data), image_size)  # type: ignore[arg-type]
-        except (UnidentifiedImageError, OSError, ValueError) as exc:
+            batch[index] = decode_image(data, image_size)
+        except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as exc:
             raise InvalidInput(
                 f"element {index} of the BYTES input is not a decodable image ({exc})"
             ) from None

@@ -36,6 +36,10 @@ FAILED = {"Failed", "Cancelled", "TimedOut", "Cancelling"}
 # SSM returns at most this much of stdout inline; the rest is in the S3 output.
 INLINE_OUTPUT_LIMIT = 24000
 CREDENTIALS_HINT = "set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
+# mpirun's per-rank core binding, Habana's recipe: --bind-to core --map-by socket:PE=<cores per
+# rank>, PE = vCPUs / ranks / 2 (physical cores per rank with hyper-threading; 6 on a
+# dl1.24xlarge's 96 vCPUs for 8 cards). The script computes it on the instance into $pe.
+MAP_BY = "socket:PE=${pe}"
 
 
 @dataclass(frozen=True)
@@ -79,8 +83,10 @@ def remote_script(config: ToolkitConfig, run: RemoteRun, *, resume: bool) -> lis
         *train_arguments(config.train, run_id=run.run_id, resume=resume),
     ]
     if cards > 1:
-        # One process per Gaudi card; workloads.training.devices derives TF_CONFIG from Open MPI's rank.
-        train = ["mpirun", "-np", str(cards), "--bind-to", "none", *train]
+        # One process per Gaudi card; workloads.training.devices derives TF_CONFIG from Open MPI's
+        # rank (ports train.worker_port + rank) and Habana gives each rank the card of its local rank.
+        binding = ["--bind-to", "core", "--map-by", MAP_BY, "--rank-by", "core", "--report-bindings"]
+        train = ["mpirun", "-np", str(cards), *binding, *train]
     docker = [
         "docker", "run", "--rm", "--runtime=habana",
         "-e", "HABANA_VISIBLE_DEVICES=all",
@@ -107,7 +113,11 @@ def remote_script(config: ToolkitConfig, run: RemoteRun, *, resume: bool) -> lis
         region = registry.split(".dkr.ecr.")[1].split(".")[0]
         login = f"docker login --username AWS --password-stdin {q(registry)}"
         lines.append(f"aws ecr get-login-password --region {q(region)} | {login}")
-    lines += [f"docker pull --quiet {q(run.image)}", shlex.join(docker)]
+    lines.append(f"docker pull --quiet {q(run.image)}")
+    if cards > 1:
+        lines.append(f'pe=$(( $(nproc) / {cards} / 2 )); [ "$pe" -ge 1 ] || pe=1')
+    # $pe is the one word the shell must expand; everything else is quoted.
+    lines.append(" ".join(f'"{MAP_BY}"' if arg == MAP_BY else q(arg) for arg in docker))
     return lines
 
 

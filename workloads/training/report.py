@@ -11,7 +11,8 @@ import numpy as np
 from workloads.classes import CLASS_MEANINGS
 
 PREPROCESSING = (
-    "decode → RGB → bilinear resize (antialiased, as PIL) to {size}x{size} → float32 0..255, NHWC; "
+    "workloads.images.decode_image (Pillow: decode, JPEG with the accurate integer IDCT → RGB → "
+    "bilinear resize, antialiased when shrinking, to {size}x{size}) → float32 0..255, NHWC; "
     "the backbone's normalisation is inside the graph"
 )
 
@@ -56,7 +57,10 @@ def model_card(
     split_manifest_sha256: str,
     metrics: Mapping[str, Any],
     framework: Mapping[str, str],
+    training_data: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """The model card; ``training_data`` is :meth:`TrainingData.report` (class counts, absent
+    classes, class weights)."""
     return {
         "model_name": model_name,
         "run_id": run_id,
@@ -78,6 +82,7 @@ def model_card(
         "split_manifest": str(split_manifest),
         "split_manifest_sha256": split_manifest_sha256,
         "metrics": dict(metrics),
+        "training_data": dict(training_data or {}),
         "framework": dict(framework),
         "intended_use": (
             "Research and benchmarking of bone-marrow cytology classification; "
@@ -97,6 +102,7 @@ def model_card_markdown(card: Mapping[str, Any]) -> str:
         f"- Output: `{card['output']['name']}` {card['output']['shape']} (softmax over the classes below)",
         f"- Preprocessing: {card['preprocessing']}",
         f"- Data: split manifest `{card['split_manifest']}` (sha256 {card['split_manifest_sha256'][:16]}…)",
+        *_absent_lines(card.get("training_data", {})),
         f"- Framework: {', '.join(f'{k} {v}' for k, v in card['framework'].items())}",
         f"- Intended use: {card['intended_use']}",
         "",
@@ -117,3 +123,18 @@ def model_card_markdown(card: Mapping[str, Any]) -> str:
             f"| {row.get('recall', 0):.3f} | {row.get('support', 0)} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _absent_lines(training_data: Mapping[str, Any]) -> list[str]:
+    """Model-card lines naming the classes without training or test images (none when all are there)."""
+    absent = training_data.get("absent_classes", {})
+    lines = []
+    if absent.get("train"):
+        lines.append(
+            f"- Classes without training images: {', '.join(absent['train'])} (their outputs are kept "
+            "but never learned; do not trust their probabilities)"
+        )
+    untested = [code for code in absent.get("test", []) if code not in absent.get("train", [])]
+    if untested:
+        lines.append(f"- Classes without test images (no test figures): {', '.join(untested)}")
+    return lines
