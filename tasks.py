@@ -7,6 +7,7 @@ The tasks only parse arguments and report; the work happens in `workloads`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -115,6 +116,22 @@ def run_step(step, *args, **kwargs):
         raise Exit(f"error: {exc}", code=1) from None
     except KeyboardInterrupt:
         raise Exit("error: interrupted", code=TrainingInterrupted.EXIT_CODE) from None
+
+
+def interruptible(body):
+    """Ctrl-C anywhere in a task's body (its imports, the steps between run_step calls): one line, 130.
+
+    Invoke itself turns a KeyboardInterrupt into exit code 1 without a word.
+    """
+
+    @functools.wraps(body)
+    def wrapper(*args, **kwargs):
+        try:
+            return body(*args, **kwargs)
+        except KeyboardInterrupt:
+            raise Exit("error: interrupted", code=TrainingInterrupted.EXIT_CODE) from None
+
+    return wrapper
 
 
 def check_flags(step, *args, **kwargs):
@@ -325,6 +342,7 @@ SCENARIOS = {"batch": ("batch",), "realtime": ("realtime",), "all": ("batch", "r
         "artifacts_dir": "root folder of all artifacts (default: artifacts)",
     },
 )
+@interruptible
 def bench_run(
     c,
     target="local",

@@ -193,8 +193,35 @@ class ServingConfig:
     inference_threads: int = 0
     nireq: int = 0
     start_timeout_seconds: float = 120.0
+    # Hostile-input limits (REST and gRPC). A request body above max_request_bytes is refused (413 /
+    # RESOURCE_EXHAUSTED) before it is read; 64 MiB holds a batch of ~110 FP32 images at 224 px.
+    max_request_bytes: int = 64 * 1024 * 1024
+    max_batch_size: int = 256
+    # Decoded pixels of one BYTES image and of all images of one request, checked on the image
+    # header before anything is decoded (16 Mpx = 4096 × 4096).
+    max_image_pixels: int = 16 * 1024 * 1024
+    max_request_pixels: int = 64 * 1024 * 1024
+    # REST: time for a request's headers (from the connection or its first byte), for its body (after
+    # the headers), and idle time between requests on a kept-alive connection.
+    header_timeout_seconds: float = 10.0
+    body_timeout_seconds: float = 30.0
+    keep_alive_seconds: float = 65.0
 
     def validate(self) -> None:
+        for name in ("max_request_bytes", "max_batch_size", "max_image_pixels", "max_request_pixels"):
+            _positive(f"serving.{name}", getattr(self, name))
+        if self.max_request_pixels < self.max_image_pixels:
+            raise ConfigError(
+                f"serving.max_request_pixels ({self.max_request_pixels}) must be >= "
+                f"serving.max_image_pixels ({self.max_image_pixels})"
+            )
+        if self.max_request_bytes > 2**31 - 1:
+            raise ConfigError(
+                f"serving.max_request_bytes must be < 2 GiB (gRPC's limit), got {self.max_request_bytes}"
+            )
+        for name in ("header_timeout_seconds", "body_timeout_seconds", "keep_alive_seconds"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"serving.{name} must be > 0, got {getattr(self, name)}")
         for name in ("http_port", "grpc_port"):
             port = getattr(self, name)
             if not 1 <= port <= 65535:

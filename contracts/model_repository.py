@@ -4,6 +4,14 @@
 (OVMS's multi-model config). As OVMS does, only integer version folders count and the highest is
 served; anything else (``.staging-*`` while a version is copied) is ignored. ``workloads.optimize``
 writes this layout; serving, bench, containers and deploy read it through :class:`ModelRepository`.
+
+All precisions of one publish form a *version set*, committed in one atomic step: ``<root>/version_set.json``
+(written last, by rename) names, per model, the version of each precision that belongs to it.
+Readers see only that set: the default version of a precision is its committed one, a precision
+outside the set or a version folder above it (left by an interrupted publish) is refused. A
+repository without the record (published before it existed) falls back to the highest folder,
+and :meth:`ModelRepository.find_all` refuses it when those newest versions differ. config.json
+pins each committed version (``model_version_policy: specific``) so OVMS serves the same set.
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from contracts.errors import ModelRepositoryError
 from contracts.files import sha256_file
@@ -20,6 +29,8 @@ MODEL_XML = "model.xml"
 MODEL_BIN = "model.bin"
 MODEL_CARD = "model_card.json"
 CONFIG_FILE = "config.json"
+# The committed version set of every model: {"models": {model_name: {"versions": {precision: n}, ...}}}.
+VERSION_SET_FILE = "version_set.json"
 # Where OVMS containers see the repository; config.json base paths point below it.
 SERVER_MOUNT = "/models"
 
@@ -86,6 +97,61 @@ class ModelRepository:
     def config_file(self) -> Path:
         return self.root / CONFIG_FILE
 
+    @property
+    def version_set_file(self) -> Path:
+        return self.root / VERSION_SET_FILE
+
+    def version_sets(self) -> dict[str, Any] | None:
+        """The whole version-set record (``{"models": {...}}``); None when there is none (legacy)."""
+        path = self.version_set_file
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise ModelRepositoryError(
+                f"cannot read the version set record {path} ({exc}); republish with `invoke optimize`"
+            ) from None
+        if not isinstance(record, dict) or not isinstance(record.get("models"), dict):
+            raise ModelRepositoryError(
+                f"{path} is not a version set record ('models' must be a mapping); "
+                "republish with `invoke optimize`"
+            )
+        return record
+
+    def committed(self, model_name: str) -> dict[str, int] | None:
+        """precision → committed version of ``model_name``'s version set; {} when none is committed
+        yet, None when the repository has no version set record at all (published before it existed)."""
+        record = self.version_sets()
+        if record is None:
+            return None
+        entry = record["models"].get(model_name) or {}
+        versions = entry.get("versions") if isinstance(entry, dict) else None
+        if not isinstance(versions, dict) or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in versions.values()
+        ):
+            raise ModelRepositoryError(
+                f"{self.version_set_file} has no valid version set for {model_name}; "
+                "republish with `invoke optimize`"
+            )
+        return {str(p): v for p, v in versions.items()}
+
+    def uncommitted(self, model_name: str, precision: str) -> list[int]:
+        """Version folders of ``precision`` above its committed set: what an interrupted publish left."""
+        committed = self.committed(model_name)
+        if not committed:  # no record, or nothing committed yet: nothing to tell them apart by
+            return []
+        limit = committed.get(precision, max(committed.values(), default=0))
+        return [v for v in self.versions(model_name, precision) if v > limit]
+
+    def uncommitted_names(self, model_name: str, precisions: Iterable[str]) -> list[str]:
+        """``<model>-<precision>/<version>`` of every uncommitted version folder of ``precisions``."""
+        return [
+            f"{served_name(model_name, p)}/{v}"
+            for p in dict.fromkeys(precisions)
+            for v in self.uncommitted(model_name, p)
+        ]
+
     def model_dir(self, model_name: str, precision: str) -> Path:
         return self.root / served_name(model_name, precision)
 
@@ -107,6 +173,21 @@ class ModelRepository:
             raise ModelRepositoryError(
                 f"no published {name} in {self.root}: no integer version folder under {model_dir}; "
                 f"run `invoke optimize` with {precision} in optimize.precisions"
+            )
+        committed = self.committed(model_name)
+        if committed is not None and version is None:
+            if precision not in committed:
+                raise ModelRepositoryError(
+                    f"{name} is not in the committed version set of {model_name} in {self.root} "
+                    f"({_describe(model_name, committed)}); "
+                    f"run `invoke optimize` with {precision} in optimize.precisions"
+                )
+            version = committed[precision]
+        if committed is not None and version in self.uncommitted(model_name, precision):
+            raise ModelRepositoryError(
+                f"{name} version {version} in {self.root} is not committed (left by an interrupted "
+                f"publish; the committed set is {_describe(model_name, committed)}); "
+                "the next `invoke optimize` removes it"
             )
         if version is None:
             version = versions[-1]
@@ -132,8 +213,24 @@ class ModelRepository:
         )
 
     def find_all(self, model_name: str, precisions: Iterable[str]) -> list[ModelVersion]:
-        """The latest version of each precision (duplicates dropped, order kept)."""
-        return [self.find(model_name, p) for p in dict.fromkeys(precisions)]
+        """The committed version of each precision (duplicates dropped, order kept), all of one set.
+
+        Without a version set record the newest versions must share one version number (one
+        publish); otherwise a one-line ModelRepositoryError names what is mixed."""
+        models = [self.find(model_name, p) for p in dict.fromkeys(precisions)]
+        if self.committed(model_name) is None and len({m.version for m in models}) > 1:
+            mixed = ", ".join(f"{m.name} {m.version}" for m in models)
+            raise ModelRepositoryError(
+                f"the newest versions in {self.root} do not belong together ({mixed}) and there is no "
+                f"{VERSION_SET_FILE} naming one set; republish every precision with `invoke optimize`"
+            )
+        return models
+
+
+def _describe(model_name: str, committed: dict[str, int]) -> str:
+    if not committed:
+        return "none yet"
+    return ", ".join(f"{served_name(model_name, p)} {v}" for p, v in sorted(committed.items()))
 
 
 def _version_numbers(model_dir: Path) -> list[int]:

@@ -105,3 +105,14 @@ def served_repository(synthetic_split: Path) -> Path:
     manifest = SplitManifest.load(config.paths.split_manifest)
     run_optimize(config, trained.run_dir, manifest, progress=lambda line: None)
     return synthetic_split
+
+
+@pytest.fixture(autouse=True)
+def _private_bench_lock_dir(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bench host locks in a folder of this test session, not the machine-wide one: concurrent test
+    runs on one machine (each benching its own loopback server) must not refuse each other."""
+    from workloads.bench.conditions import LOCK_DIR_ENV
+
+    monkeypatch.setenv(LOCK_DIR_ENV, str(tmp_path_factory.getbasetemp() / "bench-locks"))

@@ -1,5 +1,7 @@
 """Client logic without a server: retries, the input check, runtime detection, in-process OpenVINO."""
 
+import functools
+import http.server
 import io
 import threading
 from pathlib import Path
@@ -252,3 +254,56 @@ def test_every_client_names_its_endpoint_through_the_interface():
     finally:
         rest.close()
         grpc_client.close()
+
+
+class _HtmlEverywhere(http.server.BaseHTTPRequestHandler):
+    """A web server that is no model server: 200 with an HTML page for every path."""
+
+    def do_GET(self) -> None:
+        body = b"<html><body>hello</body></html>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def plain_http(tmp_path):
+    """`python -m http.server` on 127.0.0.1: 404 for /v2/..., or (html=True) 200 HTML everywhere."""
+    servers = []
+
+    def start(html: bool = False) -> str:
+        handler = _HtmlEverywhere if html else functools.partial(_Quiet, directory=str(tmp_path))
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("html", [False, True], ids=["404", "200-html"])
+def test_a_plain_http_server_is_named_as_not_a_kserve_v2_server(plain_http, html):
+    url = plain_http(html)
+    client = RestClient(url, "bone-marrow-int8", timeout_seconds=5, retry=FAST)
+    try:
+        with pytest.raises(BenchError, match=r"is not a KServe v2 server \(GET .*/v2 answered HTTP") as error:
+            client.model_metadata()
+        message = str(error.value)
+        assert "\n" not in message and url in message
+        assert "invoke optimize" not in message
+        assert client.server_metadata() is None
+    finally:
+        client.close()

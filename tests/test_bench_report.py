@@ -433,3 +433,28 @@ def test_a_failed_rerun_keeps_the_previous_report(tmp_path: Path, monkeypatch: p
         write_report([tmp_path / "bench"], out, {"c5": 1.0}, progress=lambda line: None)
     assert (md_path.read_bytes(), png_path.read_bytes()) == before
     assert sorted(p.name for p in out.iterdir()) == ["report.md", "report.png"]
+
+
+def test_a_busy_machine_is_marked_in_the_table_and_explained(tmp_path: Path):
+    busy = result("local", "local", "kserve-openvino", "int8")
+    busy["conditions"] = {
+        "machine": "busy",
+        "reasons": ["1-minute load before the scenarios 9.00 > 4 (1 per CPU × 4 CPUs)"],
+        "cpus": 4,
+        "load_before": 9.0,
+        "load_after": 9.5,
+        "seconds": 30.0,
+        "client_cpu_seconds": 15.0,
+        "client_load": 0.5,
+        "server_on_this_machine": True,
+    }
+    quiet = result("aws", "c6i", "ovms", "int8")
+    quiet["conditions"] = {**busy["conditions"], "machine": "quiet", "reasons": [], "load_before": 0.2}
+    old = result("aws", "c5", "ovms", "int8")
+    write_results(tmp_path, [busy, quiet, old])
+    markdown = markdown_table(load_results([tmp_path]), {})
+    body = table_rows(markdown)[2:]
+    assert [row[0] for row in body] == ["local ⚠ busy", "aws", "aws"]
+    (caveat,) = [line for line in markdown.splitlines() if "busy with other work" in line]
+    assert "local int8 (⚠ busy)" in caveat and "9.00 > 4" in caveat
+    assert "- Machine load not recorded for aws/c5 int8 (results from an older toolkit)." in markdown

@@ -3,6 +3,11 @@
 import copy
 import csv
 import json
+import multiprocessing
+import os
+import re
+import threading
+from pathlib import Path
 
 import pytest
 
@@ -141,16 +146,17 @@ def test_the_schema_is_itself_valid_json_schema():
 
 def test_results_are_written_atomically_and_appended_to_the_csv(tmp_path):
     doc = document()
-    assert result_file_name(doc) == "20250501T100007Z-local-kserve-openvino-int8.json"
+    assert result_file_name(doc, "0a1b2c3d") == "20250501T100007Z-local-kserve-openvino-int8-0a1b2c3d.json"
     first = write_results(doc, tmp_path / "bench")
     second = write_results(doc, tmp_path / "bench")  # same second: kept beside the first
     other = copy.deepcopy(doc)
     del other["scenarios"]["batch"]
     third = write_results(other, tmp_path / "bench")
 
-    assert first.name == "20250501T100007Z-local-kserve-openvino-int8.json"
-    assert second.name == "20250501T100007Z-local-kserve-openvino-int8-2.json"
-    assert json.loads(first.read_text()) == doc
+    for path in (first, second):
+        assert re.fullmatch(r"20250501T100007Z-local-kserve-openvino-int8-[0-9a-f]{8}\.json", path.name)
+    assert first != second
+    assert json.loads(first.read_text()) == json.loads(second.read_text()) == doc
     assert sorted(p.name for p in (tmp_path / "bench").iterdir()) == sorted(
         [first.name, second.name, third.name, "results.csv"]
     )  # no temporary files left behind
@@ -178,3 +184,110 @@ def test_what_is_written_loads_back_with_its_source(tmp_path):
     path = write_results(doc, tmp_path / "bench")
     (loaded,) = load_results([tmp_path / "bench"])  # results.csv is not a result
     assert loaded == {**doc, SOURCE_KEY: str(path)}
+
+
+# --- concurrent writers: nothing lost, one header ------------------------------------------------
+
+WRITERS = 6
+
+
+def _write_at_once(directory: str, barrier, index: int) -> str:
+    """One writer: wait until all are ready, then write (same created_at second for all)."""
+    doc = document()
+    doc["settings"]["concurrency"] = index + 1  # tells the rows apart
+    barrier.wait(timeout=120)
+    return str(write_results(doc, Path(directory)))
+
+
+def _check_all_kept(directory, paths) -> None:
+    assert len(set(paths)) == WRITERS
+    json_files = sorted(p for p in directory.iterdir() if p.suffix == ".json")
+    assert len(json_files) == WRITERS
+    assert not [p for p in directory.iterdir() if p.name.startswith(".")]  # no temporaries left
+    assert sorted(json.loads(p.read_text())["settings"]["concurrency"] for p in json_files) == list(
+        range(1, WRITERS + 1)
+    )
+    lines = (directory / "results.csv").read_text().splitlines()
+    assert lines.count(",".join(CSV_COLUMNS)) == 1 and lines[0] == ",".join(CSV_COLUMNS)
+    rows = list(csv.DictReader(lines))
+    assert len(rows) == WRITERS
+    assert all(list(row) == list(CSV_COLUMNS) and None not in row.values() for row in rows)
+    assert sorted(int(row["concurrency"]) for row in rows) == list(range(1, WRITERS + 1))
+    assert {row["batch_images_per_second"] for row in rows} == {"101.000"}
+
+
+def test_six_threads_writing_in_the_same_second_keep_all_results(tmp_path):
+    directory = tmp_path / "bench"
+    barrier = threading.Barrier(WRITERS)
+    paths: list[str] = []
+    threads = [
+        threading.Thread(target=lambda i=i: paths.append(_write_at_once(str(directory), barrier, i)))
+        for i in range(WRITERS)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not any(thread.is_alive() for thread in threads)
+    _check_all_kept(directory, paths)
+
+
+def test_six_processes_writing_at_the_same_moment_keep_all_results(tmp_path):
+    directory = tmp_path / "bench"
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager:
+        barrier = manager.Barrier(WRITERS)
+        with context.Pool(WRITERS) as pool:
+            pending = pool.starmap_async(
+                _write_at_once, [(str(directory), barrier, i) for i in range(WRITERS)]
+            )
+            paths = pending.get(timeout=300)
+    _check_all_kept(directory, paths)
+
+
+def test_the_csv_header_is_written_once_and_an_older_header_is_moved_aside(tmp_path):
+    directory = tmp_path / "bench"
+    directory.mkdir()
+    old = "target,pool,runtime\nlocal,local,ovms\n"
+    (directory / "results.csv").write_text(old)
+    write_results(document(), directory)
+    write_results(document(), directory)
+    (aside,) = directory.glob("results.*.csv")
+    assert aside.read_text() == old  # kept, not extended with rows it has no columns for
+    lines = (directory / "results.csv").read_text().splitlines()
+    assert lines[0] == ",".join(CSV_COLUMNS) and len(lines) == 3
+
+
+def test_a_line_left_unfinished_by_a_killed_writer_is_ended_first(tmp_path):
+    directory = tmp_path / "bench"
+    write_results(document(), directory)
+    with open(directory / "results.csv", "a") as handle:
+        handle.write("local,local,kserve-open")  # killed mid-line
+    write_results(document(), directory)
+    lines = (directory / "results.csv").read_text().splitlines()
+    assert len(lines) == 4 and lines[2] == "local,local,kserve-open"
+    assert list(csv.DictReader(lines))[-1]["batch_images_per_second"] == "101.000"
+
+
+def test_the_conditions_field_and_the_csv_machine_column(tmp_path):
+    doc = document()
+    validate_results(doc)  # optional: results written before it existed still load
+    doc["conditions"] = {
+        "machine": "busy",
+        "reasons": ["1-minute load before the scenarios 9.00 > 2 (1 per CPU × 2 CPUs)"],
+        "cpus": 2,
+        "load_before": 9.0,
+        "load_after": 8.5,
+        "seconds": 12.0,
+        "client_cpu_seconds": 6.0,
+        "client_load": 0.5,
+        "server_on_this_machine": True,
+    }
+    validate_results(doc)
+    write_results(doc, tmp_path)
+    (row,) = csv.DictReader((tmp_path / "results.csv").open())
+    assert row["machine"] == "busy"
+    doc["conditions"]["machine"] = "contaminated"
+    with pytest.raises(BenchError, match="at conditions/machine:"):
+        validate_results(doc)
+    assert os.path.exists(tmp_path / "results.csv")

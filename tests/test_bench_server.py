@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -20,6 +22,7 @@ import numpy as np
 import pytest
 from loopback import free_ports
 from test_bench_clients import tiny_ir
+from test_integrity import reseal
 
 from contracts.config import load_config
 from contracts.errors import BenchError
@@ -106,7 +109,7 @@ def test_rest_tensor_run_against_the_local_server(server):
 
     validate_results(document)
     assert path.parent == config.paths.bench_results
-    assert path.name.endswith("-local-kserve-openvino-int8.json")
+    assert path.name.rsplit("-", 1)[0].endswith("-local-kserve-openvino-int8")  # then a random token
     assert json.loads(path.read_text()) == document
     assert (document["target"], document["pool"], document["protocol"], document["runtime"]) == (
         "local",
@@ -179,7 +182,7 @@ def test_any_kserve_v2_endpoint_by_url(server):
     assert document["model"]["sha256"] is None  # the endpoint's files are not ours to read
     assert document["model"]["version"] == server[1].models["bone-marrow-fp32"]["version"]
     assert document["server"] == document["client"]  # loopback: this machine
-    assert path.name.endswith("-endpoint-kserve-openvino-fp32.json")
+    assert path.name.rsplit("-", 1)[0].endswith("-endpoint-kserve-openvino-fp32")
 
 
 @pytest.mark.parametrize("protocol", ["rest", "grpc"])
@@ -342,7 +345,10 @@ def test_a_request_past_its_timeout_is_a_bench_error(server, client_class):
 
 @pytest.fixture(scope="module")
 def swapped_server(tmp_path_factory, served_repository):
-    """A local server whose bone-marrow-int8 is really the fp32 IR, and whose fp32 is another model.
+    """A local server whose bone-marrow-int8 and bone-marrow-fp32 are both other models.
+
+    (The int8 slot once held the real fp32 IR; on CPUs that run FP32 in bf16 the tiny model's int8
+    and fp32 agree within the tolerance, so that swap was not reliably detectable.)
 
     The bench reads the true repository but the swapped server's endpoints, as after someone
     replaced files under a running `invoke up --target local`.
@@ -352,19 +358,20 @@ def swapped_server(tmp_path_factory, served_repository):
     shutil.copytree(served_repository / "models", models)
     (int8,) = models.glob("bone-marrow-int8/[0-9]*")
     (fp32,) = models.glob("bone-marrow-fp32/[0-9]*")
-    for name in ("model.xml", "model.bin"):
-        shutil.copyfile(fp32 / name, int8 / name)
     # "Another model": one class wins for every image — one the real model predicts for none of them.
     manifest = SplitManifest.load(served_repository / "data" / "split.json")
     images = load_bench_images(manifest, 8, S)
     real = OpenVinoClient(fp32 / "model.xml", model="real", image_size=S, compile_config={})
     predicted = set(np.argmax(real.infer(images.tensors), axis=1).tolist())
-    other_class = min(set(range(21)) - predicted)
-    weights = np.zeros((3, 21), np.float32)
-    weights[:, other_class] = 1.0
-    tiny_ir(root / "other", size=S, weights=weights)
-    for name in ("model.xml", "model.bin"):
-        shutil.copyfile(root / "other" / name, fp32 / name)
+    unpredicted = sorted(set(range(21)) - predicted)
+    for version, other_class in ((fp32, unpredicted[0]), (int8, unpredicted[1])):
+        weights = np.zeros((3, 21), np.float32)
+        weights[:, other_class] = 1.0
+        tiny_ir(root / f"other-{other_class}", size=S, weights=weights)
+        for name in ("model.xml", "model.bin"):
+            shutil.copyfile(root / f"other-{other_class}" / name, version / name)
+    for version in (int8, fp32):
+        reseal(version)  # replaced with matching checksums: `up` serves them, the known answer must not pass
 
     server_artifacts = artifacts_dir(root / "served", served_repository, models)
     server_config = make_config(server_artifacts, free_ports(2))
@@ -421,11 +428,88 @@ def test_in_process_runtimes_produce_results(tmp_path, served_repository, runtim
         assert document["model"]["precision"] == "int8"
         assert document["model"]["sha256"] == sha256_file(version / "model.bin")
         assert document["settings"]["performance_hint"] == "THROUGHPUT"
-        assert path.name.endswith("-in-process-openvino-int8.json")
+        assert path.name.rsplit("-", 1)[0].endswith("-in-process-openvino-int8")  # then a random token
     else:
         run_id = document["model"]["run_id"]
         saved_model_pb = config.paths.runs / run_id / "saved_model" / "saved_model.pb"
         assert document["model"]["precision"] == "fp32" and document["model"]["version"] is None
         assert document["model"]["sha256"] == sha256_file(saved_model_pb)
         assert document["versions"]["tensorflow"].startswith("2.")
-        assert path.name.endswith("-in-process-tensorflow-fp32.json")
+        assert path.name.rsplit("-", 1)[0].endswith("-in-process-tensorflow-fp32")  # then a random token
+
+
+def test_a_second_bench_of_this_machine_refuses_while_the_first_holds_its_lock(server):
+    from workloads.bench.conditions import THIS_MACHINE, HostLock, lock_dir
+
+    config = bench_config(server, protocol="grpc", precision="int8")
+    before = sorted(config.paths.bench_results.glob("*.json")) if config.paths.bench_results.exists() else []
+    first = HostLock(
+        THIS_MACHINE, endpoint="http://127.0.0.1:1", directory=lock_dir(), owner="the first bench"
+    )
+    with first, pytest.raises(BenchError) as err:
+        run_bench(config, target="local", progress=lambda line: None, retry=RETRY)
+    message = str(err.value)
+    assert message.startswith("another bench is measuring this machine (pid ")
+    assert "the first bench" in message and "\n" not in message
+    after = sorted(config.paths.bench_results.glob("*.json")) if config.paths.bench_results.exists() else []
+    assert after == before  # nothing recorded
+
+
+def test_a_busy_machine_is_recorded_and_marked(server):
+    from workloads.bench.conditions import LoadMonitor
+
+    config = bench_config(server, protocol="grpc", precision="int8", known_answer_images=0)
+    lines: list[str] = []
+    document, path = run_bench(
+        config,
+        target="local",
+        scenarios=("realtime",),
+        progress=lines.append,
+        retry=RETRY,
+        load_monitor=lambda here: LoadMonitor(here, load_probe=lambda: 50.0, cpus=2),
+    )
+    conditions = document["conditions"]
+    assert conditions["machine"] == "busy" and conditions["server_on_this_machine"] is True
+    assert conditions["reasons"] == ["1-minute load before the scenarios 50.00 > 2 (1 per CPU × 2 CPUs)"]
+    assert conditions["seconds"] > 0 and conditions["client_cpu_seconds"] >= 0
+    assert json.loads(path.read_text())["conditions"] == conditions
+    assert any(line.startswith("warning: measured on a busy machine — 1-minute load") for line in lines)
+    rows = list(csv.DictReader((config.paths.bench_results / "results.csv").open()))
+    assert rows[-1]["machine"] == "busy"
+
+
+def test_sigint_ends_a_running_bench_with_one_line(server):
+    """A real Ctrl-C to `invoke bench` in the middle of a scenario: exit 130, one line, no traceback."""
+    config, _ = server
+    env = dict(
+        os.environ,
+        PYTHONUNBUFFERED="1",
+        INVOKE_BMC_BENCH_WARMUP_SECONDS="0.1",
+        INVOKE_BMC_BENCH_MIN_REQUESTS="5",
+        INVOKE_BMC_BENCH_KNOWN_ANSWER_IMAGES="8",
+        INVOKE_BMC_BENCH_REQUEST_TIMEOUT_SECONDS="10",
+    )
+    command = [sys.executable, "-m", "invoke", "--search-root", str(Path(__file__).resolve().parents[1])]
+    command += ["bench", "--artifacts-dir", str(config.artifacts_dir), "--target", "local"]
+    # 20 repetitions of >= 2 s: the interrupt lands while requests are in flight, long before the end.
+    command += ["--scenario", "batch", "--protocol", "rest", "--precision", "int8", "--batch-size", "4"]
+    command += ["--concurrency", "2", "--repetitions", "20", "--min-duration", "2"]
+    bench = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert bench.stdout is not None
+        seen = []
+        for line in bench.stdout:  # bounded: the bench ends on its own after its 20 repetitions
+            seen.append(line)
+            if line.startswith("batch 1/20:"):
+                break
+        assert seen and seen[-1].startswith("batch 1/20:"), "".join(seen)
+        bench.send_signal(signal.SIGINT)
+        _, stderr = bench.communicate(timeout=120)
+    finally:
+        if bench.poll() is None:
+            bench.kill()
+            bench.wait()
+    assert bench.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert [line for line in stderr.splitlines() if line.strip()][-1] == "error: interrupted"
+    assert sum(line.startswith("error:") for line in stderr.splitlines()) == 1

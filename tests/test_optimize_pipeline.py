@@ -18,8 +18,9 @@ import tensorflow as tf
 import tf_keras as keras
 from PIL import Image
 
-from contracts.config import OptimizeConfig, ToolkitConfig
+from contracts.config import OptimizeConfig, ToolkitConfig, openvino_properties
 from contracts.errors import OptimizationError
+from contracts.known_answer import StoredKnownAnswer, verify_version
 from contracts.model_repository import ModelRepository
 from workloads.classes import CLASS_CODES
 from workloads.images import load_batch
@@ -305,6 +306,19 @@ def test_optimize_scores_every_variant_publishes_and_does_not_republish_identica
     published_int8 = (repo / "bone-marrow-int8" / "1" / "model.bin").read_bytes()
     assert published_int8 == (openvino_dir / "int8" / "model.bin").read_bytes()
     assert json.loads((repo / "bone-marrow-int8" / "1" / "model_card.json").read_text())["run_id"] == run.name
+    # Integrity: SHA256SUMS verifies, and the stored known answer is this IR's, on 8 fixed test images.
+    for model in result.published:
+        verify_version(model.directory, ("model.xml", "model.bin", "model_card.json", "known_answer.json"))
+        stored = StoredKnownAnswer.load(model.directory / "known_answer.json")
+        assert (stored.model, stored.image_size, len(stored.images)) == (model.name, model.image_size, 8)
+        tensors = load_batch([i.path for i in stored.images], model.image_size)
+        serving = ToolkitConfig().serving  # stored with the local server's compile settings
+        properties = openvino_properties(
+            serving.performance_hint, serving.num_streams, serving.inference_threads
+        )
+        compiled = ov.Core().compile_model(str(model.xml), "CPU", properties)
+        answered = compiled({"image": tensors})[compiled.output("probabilities")]
+        assert np.max(np.abs(answered - np.asarray(stored.probabilities))) < 1e-3
     assert any(m.startswith("parity: TF vs FP32 IR on 21 images") for m in messages)
     assert any(m.startswith("int8: calibration image 42/42") for m in messages)
 

@@ -47,11 +47,21 @@ def test_first_publish_creates_version_1_of_every_precision(tmp_path, irs, card)
     for model in published:
         assert model.directory == repo / model.name / "1"
         assert sorted(p.name for p in model.directory.iterdir()) == [
+            "SHA256SUMS",
             "model.bin",
             "model.xml",
             "model_card.json",
         ]
         assert model.sha256 == hashlib.sha256(model.bin.read_bytes()).hexdigest()
+        # sha256sum format, of the sources optimize evaluated.
+        assert (model.directory / "SHA256SUMS").read_text() == "".join(
+            f"{hashlib.sha256(f.read_bytes()).hexdigest()}  {name}\n"
+            for name, f in (
+                ("model.bin", irs[model.precision] / "model.bin"),
+                ("model.xml", irs[model.precision] / "model.xml"),
+                ("model_card.json", card),
+            )
+        )
         assert (model.image_size, model.run_id) == (32, "r1")
         assert model.bin.read_bytes() == (irs[model.precision] / "model.bin").read_bytes()
         assert model.model_card.read_text() == card.read_text()
@@ -60,10 +70,18 @@ def test_first_publish_creates_version_1_of_every_precision(tmp_path, irs, card)
     config = json.loads((repo / "config.json").read_text())
     assert config == {
         "model_config_list": [
-            {"config": {"name": f"bone-marrow-{p}", "base_path": f"/models/bone-marrow-{p}"}}
+            {
+                "config": {
+                    "name": f"bone-marrow-{p}",
+                    "base_path": f"/models/bone-marrow-{p}",
+                    # OVMS serves the committed version, not the highest folder.
+                    "model_version_policy": {"specific": {"versions": [1]}},
+                }
+            }
             for p in ("fp32", "fp16", "int8")
         ]
     }
+    assert ModelRepository(repo).committed("bone-marrow") == {"fp32": 1, "fp16": 1, "int8": 1}
 
 
 def test_second_publish_adds_version_2_and_leaves_version_1_alone(tmp_path, irs, card):
@@ -219,7 +237,7 @@ def test_staging_folder_is_not_a_version_while_files_are_copied(tmp_path, irs, c
 
     ((staging_name, files, versions_before_rename),) = seen
     assert staging_name.startswith(".staging-")
-    assert files == ["model.bin", "model.xml", "model_card.json"]
+    assert files == ["SHA256SUMS", "model.bin", "model.xml", "model_card.json"]
     assert versions_before_rename == []
     assert [p.name for p in published[0].directory.parent.iterdir()] == ["1"]  # no staging left behind
 
@@ -259,9 +277,11 @@ def test_config_json_keeps_unrelated_entries_and_custom_settings(tmp_path, irs, 
 
     config = json.loads((repo / "config.json").read_text())
     assert config["monitoring"] == original["monitoring"]
+    pinned = {"model_version_policy": {"specific": {"versions": [1]}}}
     assert config["model_config_list"] == [
-        *original["model_config_list"],
-        {"config": {"name": "bone-marrow-int8", "base_path": "/models/bone-marrow-int8"}},
+        original["model_config_list"][0],
+        {"config": {**original["model_config_list"][1]["config"], **pinned}},
+        {"config": {"name": "bone-marrow-int8", "base_path": "/models/bone-marrow-int8", **pinned}},
     ]
     assert not [p for p in repo.iterdir() if p.name.endswith(".tmp")]
 

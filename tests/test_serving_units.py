@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import socket
 import struct
 
@@ -46,7 +47,7 @@ def _binary_body(array: np.ndarray, datatype: str = "FP32", name: str = "image",
 
 
 def test_binary_request_keeps_the_tensor_as_an_array():
-    batch = np.arange(2 * S * S * 3, dtype=np.float32).reshape(2, S, S, 3)
+    batch = (np.arange(2 * S * S * 3) % 256).astype(np.float32).reshape(2, S, S, 3)  # pixels are 0..255
     body, length = _binary_body(batch)
     request = decode_binary_request(body, length, "m")
     assert request.id == "r1" and request.use_binary_outputs is True
@@ -226,3 +227,68 @@ def test_server_info_round_trips_through_json():
         started_at="2026-01-01T00:00:00+00:00",
     )
     assert local.ServerInfo.from_dict(json.loads(json.dumps(info.as_dict()))) == info
+
+
+def test_openvino_errors_report_their_cause_not_where_they_were_raised():
+    from workloads.serving.model import openvino_cause
+
+    truncated = RuntimeError(
+        "Exception from src/inference/src/cpp/core.cpp:84:\n"
+        "Check 'is_valid_weights_range(m_weights_provider->size(), offset, size)' failed at "
+        "src/core/xml_util/src/xml_deserialize_util.cpp:900:\nIncorrect weights in bin file!\n\n"
+    )
+    assert openvino_cause(truncated) == "Incorrect weights in bin file!"
+    assert openvino_cause(RuntimeError("plain message\nmore")) == "plain message"
+    only_where = RuntimeError("Exception from src/inference/src/cpp/core.cpp:84:\n")
+    assert openvino_cause(only_where) == "Exception from src/inference/src/cpp/core.cpp:84:"
+    assert openvino_cause(RuntimeError("")) == "RuntimeError"
+
+
+def test_server_logs_rotate_with_a_bounded_count(tmp_path):
+    assert local._rotate_logs(tmp_path) is None  # no log yet: nothing to keep
+    for start in range(local.LOG_KEEP + 2):
+        (tmp_path / local.LOG_FILE).write_text(f"start {start}\n")
+        assert local._rotate_logs(tmp_path) == tmp_path / f"{local.LOG_FILE}.1"
+    kept = sorted(p.name for p in tmp_path.iterdir())
+    assert kept == [f"{local.LOG_FILE}.{n}" for n in range(1, local.LOG_KEEP + 1)]
+    newest = local.LOG_KEEP + 1
+    for n in range(1, local.LOG_KEEP + 1):
+        assert (tmp_path / f"{local.LOG_FILE}.{n}").read_text() == f"start {newest - n + 1}\n"
+
+
+def test_pid_state_reads_the_recorded_identity_and_older_bare_pids(tmp_path):
+    state = local.ServerState(
+        pid=123,
+        folder=str(tmp_path),
+        artifacts_dir="/a",
+        token="t",
+        host="127.0.0.1",
+        http_port=1,
+        grpc_port=2,
+    )
+    (tmp_path / local.PID_FILE).write_text(json.dumps(state.as_dict()) + "\n")
+    assert local._read_state(tmp_path) == state
+    (tmp_path / local.PID_FILE).write_text("456\n")
+    assert local._read_state(tmp_path) == local.ServerState(pid=456)
+    for broken in ("", "not json", "[1]", '{"pid": "x"}', "0", "true"):
+        (tmp_path / local.PID_FILE).write_text(broken)
+        assert local._read_state(tmp_path) is None, broken
+
+
+def test_a_copied_pid_file_is_never_this_folders_server(tmp_path):
+    # The pid is alive and the process is ours only in the sense of a live pid (this test process);
+    # what decides is the recorded folder: a copy of another folder's state names that folder.
+    original, copy = tmp_path / "a" / "serving" / "local", tmp_path / "b" / "serving" / "local"
+    for folder in (original, copy):
+        folder.mkdir(parents=True)
+    state = local.ServerState(pid=os.getpid(), folder=str(original.resolve()), token="t", http_port=1)
+    (copy / local.PID_FILE).write_text(json.dumps(state.as_dict()))
+    # This process does not run the server module: stale, whatever the state says.
+    assert local._identify(copy) == ("stale", state)
+
+
+def test_the_server_reports_its_start_token_in_its_v2_metadata():
+    plane = server.InstanceDataPlane({}, "abc")
+    metadata = plane.metadata()
+    assert f"{local.INSTANCE_EXTENSION_PREFIX}abc" in metadata["extensions"]
+    assert "model_repository_extension" in metadata["extensions"]

@@ -165,3 +165,24 @@ def test_up_aws_stops_before_synthesis_without_a_pinned_habana_ami(tmp_path):
     local = invoke("up", "--target", "local", "--dry-run", "--artifacts-dir", str(tmp_path))
     assert local.returncode == 2
     assert local.stderr.strip() == "error: --dry-run applies to --target aws or vsphere, not local"
+
+
+def test_ctrl_c_anywhere_in_a_bench_is_one_line_and_exit_130():
+    # Invoke turns a KeyboardInterrupt outside run_step (the task's imports, between pools) into
+    # exit 1 without a word; the bench task's body maps it itself.
+    sys.path.insert(0, str(ROOT))
+    try:
+        import pytest
+        from invoke import Exit
+
+        import tasks
+    finally:
+        sys.path.remove(str(ROOT))
+
+    def body(c):
+        raise KeyboardInterrupt
+
+    with pytest.raises(Exit) as stopped:
+        tasks.interruptible(body)(None)
+    assert (stopped.value.message, stopped.value.code) == ("error: interrupted", 130)
+    assert tasks.bench_run.body.__wrapped__.__name__ == "bench_run"

@@ -66,6 +66,10 @@ class ModelMissing(BenchError):
     """HTTP 404 / gRPC NOT_FOUND for the model."""
 
 
+class NotKServeV2(BenchError):
+    """The endpoint answers HTTP but not the KServe v2 protocol (no V2 server metadata at /v2)."""
+
+
 class RequestTimeout(BenchError):
     """No answer within bench.request_timeout_seconds."""
 
@@ -328,10 +332,34 @@ class RestClient(InferenceClient):
         if code == 400:
             raise BadRequest(f"{self.model} rejected the request (HTTP 400 from {where}): {message}")
         if code == 404:
+            self._check_speaks_v2()
             raise ModelMissing(model_missing_message(self.model, self.url, self.list_models()))
         if code == 503:
             raise NotReady(f"{self.model} is not ready (HTTP 503 from {where}): {message}")
         raise BenchError(f"HTTP {code} from {where}: {message}")
+
+    def _check_speaks_v2(self) -> None:
+        """Raise :class:`NotKServeV2` unless GET /v2 answers V2 server metadata (name and version)."""
+        data: Any = None
+        try:
+            with self._sessions.borrow() as session:
+                response = session.get(self.url + "/v2")
+        except self._httpx.HTTPError as exc:
+            answer = f"no answer: {_one_line(str(exc) or type(exc).__name__)}"
+        else:
+            answer = f"HTTP {response.status_code}"
+            if response.status_code == 200:
+                try:
+                    data = response.json()
+                except ValueError:
+                    data = None
+                answer += " without V2 server metadata"
+        if isinstance(data, dict) and "name" in data and "version" in data:
+            return
+        raise NotKServeV2(
+            f"{self.url} is not a KServe v2 server (GET {self.url}/v2 answered {answer}); "
+            "point the bench at a KServe v2 endpoint (`invoke up --target local`, OVMS, or --endpoint)"
+        )
 
     def list_models(self) -> list[str] | None:
         """Model names the server has: KServe's GET /v2/models, OVMS's GET /v1/config, else the known ones."""
@@ -358,7 +386,21 @@ class RestClient(InferenceClient):
         return decode_rest_response(response.content, int(header_length) if header_length else None)
 
     def model_metadata(self) -> ModelMetadata:
-        data = with_retries(lambda: self._request("GET", f"/v2/models/{self.model}").json(), self.retry)
+        def fetch() -> Any:
+            response = self._request("GET", f"/v2/models/{self.model}")
+            try:
+                data = response.json()
+            except ValueError:
+                data = None
+            if not isinstance(data, dict):
+                self._check_speaks_v2()
+                raise NotKServeV2(
+                    f"{self.url}/v2/models/{self.model} answered HTTP {response.status_code} without "
+                    "V2 model metadata (JSON); is it a KServe v2 server?"
+                )
+            return data
+
+        data = with_retries(fetch, self.retry)
         return ModelMetadata(
             name=str(data.get("name", self.model)),
             versions=tuple(str(v) for v in data.get("versions") or ()),
@@ -370,7 +412,9 @@ class RestClient(InferenceClient):
     def server_metadata(self) -> ServerMetadata | None:
         try:
             data = with_retries(lambda: self._request("GET", "/v2").json(), self.retry)
-        except (ModelMissing, BadRequest):
+        except (ModelMissing, BadRequest, NotKServeV2, ValueError):
+            return None
+        if not isinstance(data, dict):
             return None
         return ServerMetadata(str(data.get("name", "")), str(data.get("version", "")))
 

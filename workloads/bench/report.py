@@ -30,6 +30,7 @@ TARGET_ORDER = ("local", "aws", "vsphere", "endpoint", "in-process")
 REPORT_MD = "report.md"
 REPORT_PNG = "report.png"
 MISSING = "—"
+BUSY_MARK = "⚠ busy"
 
 _SETTINGS_SHOWN = ("repetitions", "min_duration_seconds", "min_requests", "warmup_seconds", "input_format")
 
@@ -174,6 +175,7 @@ def markdown_table(results: Sequence[Mapping[str, Any]], usd_per_hour: Mapping[s
         _known_answer_note(rows, labels),
         *_settings_notes(rows, labels, paper_n),
         *_error_notes(rows, labels),
+        *_conditions_notes(rows, labels),
         *_version_notes(rows, labels),
         *merge_notes,
         *_cpu_caveats(rows, labels),
@@ -190,7 +192,8 @@ def _row_cells(row: Mapping[str, Any], usd_per_hour: Mapping[str, float], with_c
     protocol = row.get("protocol")
     if protocol and protocol != "in-process":
         runtime = f"{runtime} ({protocol})"
-    cells = [row["target"], row.get("pool") or MISSING, runtime, row["model"]["precision"]]
+    target = f"{row['target']} {BUSY_MARK}" if _busy(row) else row["target"]
+    cells = [target, row.get("pool") or MISSING, runtime, row["model"]["precision"]]
 
     batch = scenarios.get("batch")
     if batch:
@@ -404,6 +407,30 @@ def _error_notes(rows: Sequence[Mapping[str, Any]], labels: Sequence[str]) -> li
             errors = sum(int(rep.get("errors") or 0) for rep in scenario.get("repetitions") or [])
             if errors:
                 notes.append(f"{label}: {errors} failed request(s) in the {name} scenario.")
+    return notes
+
+
+def _busy(row: Mapping[str, Any]) -> bool:
+    return (row.get("conditions") or {}).get("machine") == "busy"
+
+
+def _conditions_notes(rows: Sequence[Mapping[str, Any]], labels: Sequence[str]) -> list[str]:
+    """A caveat per row measured on a busy machine; one note for rows that did not record the load."""
+    notes = []
+    unrecorded = []
+    for row, label in zip(rows, labels, strict=True):
+        conditions = row.get("conditions")
+        if not conditions:
+            unrecorded.append(label)
+        elif conditions.get("machine") == "busy":
+            reasons = "; ".join(conditions.get("reasons") or []) or "no reason recorded"
+            notes.append(
+                f"Caveat: {label} ({BUSY_MARK}) was measured while the machine was busy with other "
+                f"work ({reasons}); its figures may understate the target."
+            )
+    if unrecorded:
+        which = "any row" if len(unrecorded) == len(rows) else ", ".join(unrecorded)
+        notes.append(f"Machine load not recorded for {which} (results from an older toolkit).")
     return notes
 
 

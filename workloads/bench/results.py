@@ -1,7 +1,9 @@
 """Benchmark results: the JSON document (schema_version 1), its JSON Schema, and the summary CSV.
 
-One JSON file per run, ``<bench_results>/<UTC timestamp>-<target>-<runtime>-<precision>.json``
-(written atomically), and one line per run appended to ``<bench_results>/results.csv``.
+One JSON file per run, ``<bench_results>/<UTC timestamp>-<target>-<runtime>-<precision>-<random>.json``
+(written completely under a hidden name, then linked to a name no other run holds), and one line
+per run appended to ``<bench_results>/results.csv`` under an advisory lock (header exactly once),
+so benches finishing at the same moment lose nothing.
 This module alone knows the schema: the engine writes through :func:`write_results`, the
 report (workloads.bench.report) reads through :func:`load_results`.
 """
@@ -9,9 +11,12 @@ report (workloads.bench.report) reads through :func:`load_results`.
 from __future__ import annotations
 
 import csv
+import errno
+import fcntl
 import io
 import json
 import os
+import secrets
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -20,7 +25,7 @@ from typing import Any
 import jsonschema
 
 from contracts.errors import BenchError
-from contracts.files import atomic_write_text
+from contracts.files import temporary_sibling
 
 SCHEMA_VERSION = 1
 CSV_FILE = "results.csv"
@@ -44,7 +49,10 @@ CSV_COLUMNS = (
     "realtime_p99_ms",
     "paper_avg_ms",
     "created_at",
+    "machine",
 )
+MACHINE_STATES = ("quiet", "busy")
+_NAME_ATTEMPTS = 16
 
 _NUMBER = {"type": "number", "minimum": 0}
 _COUNT = {"type": "integer", "minimum": 0}
@@ -204,6 +212,33 @@ RESULTS_SCHEMA: dict[str, Any] = {
                 ),
             },
         },
+        # Optional so results written before it existed still load; `invoke bench` always writes it.
+        "conditions": {
+            "type": "object",
+            "required": [
+                "machine",
+                "reasons",
+                "cpus",
+                "load_before",
+                "load_after",
+                "seconds",
+                "client_cpu_seconds",
+                "client_load",
+                "server_on_this_machine",
+            ],
+            "additionalProperties": False,
+            "properties": {
+                "machine": {"enum": list(MACHINE_STATES)},
+                "reasons": {"type": "array", "items": {"type": "string"}},
+                "cpus": {"type": "integer", "minimum": 1},
+                "load_before": _NUMBER,
+                "load_after": _NUMBER,
+                "seconds": _NUMBER,
+                "client_cpu_seconds": _NUMBER,
+                "client_load": _NUMBER,
+                "server_on_this_machine": {"type": "boolean"},
+            },
+        },
         "known_answer": {
             "type": "object",
             "required": ["images", "before", "after"],
@@ -261,24 +296,57 @@ def load_results(paths: Sequence[Path]) -> list[dict[str, Any]]:
     return [load_result(file) for file in files]
 
 
-def result_file_name(document: Mapping[str, Any]) -> str:
+def result_file_name(document: Mapping[str, Any], token: str | None = None) -> str:
+    """``<UTC stamp>-<target>-<runtime>-<precision>-<token>.json``; ``token`` defaults to 8 random hex
+    digits, so runs finishing in the same second (or on other machines) get different names."""
     created = datetime.fromisoformat(document["created_at"])
     stamp = created.strftime("%Y%m%dT%H%M%SZ")
-    return f"{stamp}-{document['target']}-{document['runtime']}-{document['model']['precision']}.json"
+    token = token or secrets.token_hex(4)
+    return f"{stamp}-{document['target']}-{document['runtime']}-{document['model']['precision']}-{token}.json"
 
 
 def write_results(document: Mapping[str, Any], directory: Path) -> Path:
-    """Validate, then write the JSON atomically and append its CSV line; returns the JSON path."""
+    """Validate, then write the JSON and append its CSV line; returns the JSON path.
+
+    The JSON is written and fsynced under a hidden temporary name, then hard-linked to its final
+    name, which fails rather than replaces when that name exists (a fresh random token is tried
+    then): a reader sees the whole file or none, and no run overwrites another's.
+    """
     validate_results(document)
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / result_file_name(document)
-    suffix = 2
-    while path.exists():  # two runs in one second: keep both
-        path = directory / result_file_name(document).replace(".json", f"-{suffix}.json")
-        suffix += 1
-    atomic_write_text(path, json.dumps(document, indent=2) + "\n")
+    text = json.dumps(document, indent=2) + "\n"
+    tmp = temporary_sibling(directory / "result.json", "tmp")
+    try:
+        with open(tmp, "x", encoding="utf-8", newline="\n") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        path = _publish_exclusively(tmp, directory, document)
+    finally:
+        tmp.unlink(missing_ok=True)
     append_csv(document, directory / CSV_FILE)
     return path
+
+
+def _publish_exclusively(tmp: Path, directory: Path, document: Mapping[str, Any]) -> Path:
+    for _ in range(_NAME_ATTEMPTS):
+        path = directory / result_file_name(document)
+        try:
+            os.link(tmp, path)  # atomic, and never replaces an existing file
+            return path
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+                raise
+        # A filesystem without hard links: reserve the name with O_EXCL, then rename over it.
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        except FileExistsError:
+            continue
+        os.replace(tmp, path)
+        return path
+    raise BenchError(f"no free result file name in {directory} after {_NAME_ATTEMPTS} attempts")
 
 
 def csv_row(document: Mapping[str, Any]) -> dict[str, Any]:
@@ -305,22 +373,55 @@ def csv_row(document: Mapping[str, Any]) -> dict[str, Any]:
         "realtime_p99_ms": median(realtime, "p99_ms"),
         "paper_avg_ms": median(realtime, "paper_avg_ms"),
         "created_at": document["created_at"],
+        "machine": (document.get("conditions") or {}).get("machine", ""),
     }
 
 
-def append_csv(document: Mapping[str, Any], path: Path) -> None:
-    """One line per result; the header first when the file is new or empty. One write per line."""
+def _csv_text(rows: Sequence[Mapping[str, Any]], *, header: bool) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
-    if not path.exists() or path.stat().st_size == 0:
+    if header:
         writer.writeheader()
-    writer.writerow(csv_row(document))
-    # O_APPEND makes the single write land at the end even when two runs finish together.
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def append_csv(document: Mapping[str, Any], path: Path) -> None:
+    """Append the result's line under an exclusive ``flock`` of the CSV, with the header exactly once.
+
+    Under the lock: the header is written when the file is empty; a file whose header is not the
+    current :data:`CSV_COLUMNS` (an older toolkit's) is moved aside to ``results.<random>.csv``
+    rather than extended with lines it has no columns for; a last line left without its newline
+    (a writer killed mid-line) is ended first. The lock is re-taken when the path was replaced
+    while waiting for it (bounded).
+    """
+    expected = _csv_text([], header=True).encode("utf-8")
+    for _ in range(_NAME_ATTEMPTS):
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            size = os.fstat(fd).st_size
+            if not _same_file(fd, path):
+                continue  # moved aside by another writer while this one waited
+            if size and os.pread(fd, len(expected), 0) != expected:
+                os.replace(path, path.with_name(f"{path.stem}.{secrets.token_hex(4)}{path.suffix}"))
+                continue
+            data = _csv_text([csv_row(document)], header=size == 0).encode("utf-8")
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                data = b"\n" + data
+            os.write(fd, data)
+            os.fsync(fd)
+            return
+        finally:
+            os.close(fd)  # drops the lock
+    raise BenchError(f"cannot append to {path}: it kept being replaced while waiting for its lock")
+
+
+def _same_file(fd: int, path: Path) -> bool:
     try:
-        os.write(fd, buffer.getvalue().encode("utf-8"))
-    finally:
-        os.close(fd)
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except FileNotFoundError:
+        return False
 
 
 def model_version_label(model: Mapping[str, Any]) -> str:

@@ -3,7 +3,8 @@
 Runtimes: ``server`` (a KServe v2 endpoint: the local server recorded by `invoke up --target
 local`, or any ``endpoint`` — OVMS included), ``openvino`` (the same IR compiled in this
 process with the server's settings) and ``tensorflow`` (the run's SavedModel). One run:
-metadata check → known-answer check → scenarios → known-answer check → results JSON + CSV.
+metadata check → lock of the measured host → known-answer check → scenarios (with the machine's
+load before and after) → known-answer check → unlock → results JSON + CSV.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from workloads.bench.clients import (
     check_input,
     is_loopback,
 )
+from workloads.bench.conditions import THIS_MACHINE, HostLock, LoadMonitor, lock_dir, measured_host
 from workloads.bench.cpuinfo import cpu_info
 from workloads.bench.inputs import BenchImages, full_batches, load_bench_images, pool_size
 from workloads.bench.known_answer import (
@@ -39,6 +41,7 @@ from workloads.bench.known_answer import (
     KnownAnswer,
     build_known_answer,
     check_known_answer,
+    stored_known_answer,
 )
 from workloads.bench.results import SCHEMA_VERSION, model_version_label, write_results
 from workloads.bench.scenarios import (
@@ -114,6 +117,8 @@ class Subject:
     server_cpu: dict[str, Any] | None
     performance_hint: str | None
     tensorflow_version: str | None = None
+    # The published version whose stored known answer (known_answer.json) is the reference.
+    stored: ModelVersion | None = None
 
 
 def _server_subject(
@@ -153,14 +158,6 @@ def _server_subject(
         for batch_size in (bench.batch_size, 1):
             check_input(metadata, published.image_size, bench.input_format, batch_size)
         client.wait_until_ready()
-        reference = None
-        if bench.known_answer_images > 0:
-            reference = OpenVinoClient(
-                published.xml,
-                model=name,
-                image_size=published.image_size,
-                compile_config=compile_config(config.serving),
-            ).infer
     except BaseException:
         client.close()
         raise
@@ -170,8 +167,9 @@ def _server_subject(
     served = ((local or {}).get("models") or {}).get(name) or {}
     return Subject(
         client=client,
-        reference=reference,
-        reference_name=f"{name} version {published.version} in-process (OpenVINO)",
+        reference=None,  # the known answer is the one stored with the version at publish
+        stored=published,
+        reference_name=f"{name} version {published.version} (stored at publish)",
         tolerance=SAME_MACHINE_TOLERANCE if local is not None else REMOTE_TOLERANCE,
         target=target,
         pool=pool,
@@ -236,8 +234,9 @@ def _in_process_subject(config: ToolkitConfig, runtime: str) -> Subject:
         }
         return Subject(
             client=client,
-            reference=client.infer,
-            reference_name=f"{published.name} version {published.version} (the same in-process model)",
+            reference=None,  # the known answer is the one stored with the version at publish
+            stored=published,
+            reference_name=f"{published.name} version {published.version} (stored at publish)",
             tolerance=SAME_MACHINE_TOLERANCE,
             runtime="openvino",
             model=model,
@@ -293,8 +292,14 @@ def run_bench(
     pool: str | None = None,
     progress: Progress = print_progress,
     retry: RetryPolicy = DEFAULT_RETRY,
+    lock_directory: Path | None = None,
+    load_monitor: Callable[[bool], LoadMonitor] = LoadMonitor,
 ) -> tuple[dict[str, Any], Path]:
     """Benchmark one model on one target; returns the results document and its JSON path.
+
+    The measured host is locked for the run (a second bench of it refuses with one line; see
+    workloads.bench.conditions, ``lock_directory`` defaults to the machine-wide lock folder), and
+    ``load_monitor(server_on_this_machine)`` records the machine's load around the scenarios.
 
     ``target`` is "local" (the server recorded by `invoke up --target local`) or a name for an
     ``endpoint`` ("endpoint", "aws", "vsphere"); it is ignored for the in-process runtimes.
@@ -317,6 +322,18 @@ def run_bench(
         if runtime == "server"
         else _in_process_subject(config, runtime)
     )
+    server_here = subject.protocol != "in-process" and subject.server_cpu is not None
+    lock = HostLock(
+        THIS_MACHINE if server_here else measured_host(subject.endpoint),
+        endpoint=subject.endpoint,
+        directory=lock_directory or lock_dir(),
+        owner=f"target {subject.target}, artifacts {config.artifacts_dir}",
+    )
+    try:
+        lock.acquire()
+    except BaseException:
+        subject.client.close()
+        raise
     try:
         images = _load_images(config, subject.model["image_size"])
         where = subject.endpoint or "in process"
@@ -327,17 +344,21 @@ def run_bench(
             f"≥ {bench.min_duration_seconds:g} s and ≥ {bench.min_requests} requests · "
             f"{len(images)} test images"
         )
-        answer = _known_answer(subject, images, bench.known_answer_images, bench.input_format)
+        answer = _known_answer(subject, images, config)
         known = {"images": answer.images if answer else 0, "before": "skipped", "after": "skipped"}
         if answer:
             known["before"] = _check(subject, answer, "before", retry, progress)
+        monitor = load_monitor(server_here)
+        monitor.start()
         results = _run_scenarios(subject.client, images, config, scenarios, progress)
+        conditions = monitor.conditions()
         if answer:
             known["after"] = _check(subject, answer, "after", retry, progress)
     finally:
+        lock.release()
         subject.client.close()
 
-    document = _document(subject, config, results, known)
+    document = _document(subject, config, results, known, conditions)
     path = write_results(document, config.paths.bench_results)
     for line in summary_lines(document):
         progress(line)
@@ -357,7 +378,18 @@ def _load_images(config: ToolkitConfig, image_size: int) -> BenchImages:
     return load_bench_images(manifest, size, image_size)
 
 
-def _known_answer(subject: Subject, images: BenchImages, count: int, input_format: str) -> KnownAnswer | None:
+def _known_answer(subject: Subject, images: BenchImages, config: ToolkitConfig) -> KnownAnswer | None:
+    from workloads.data.manifest import SplitManifest
+
+    count, input_format = config.bench.known_answer_images, config.bench.input_format
+    if count > 0 and subject.stored is not None:
+        return stored_known_answer(
+            subject.stored,
+            SplitManifest.load(config.paths.split_manifest),
+            input_format=input_format,
+            count=count,
+            same_machine=subject.tolerance == SAME_MACHINE_TOLERANCE,
+        )
     if count <= 0 or subject.reference is None:
         return None
     indices = [i % len(images) for i in range(count)]
@@ -416,6 +448,7 @@ def _document(
     config: ToolkitConfig,
     results: dict[str, BatchResult | RealtimeResult],
     known: dict[str, Any],
+    conditions: dict[str, Any],
 ) -> dict[str, Any]:
     import openvino
 
@@ -449,6 +482,7 @@ def _document(
         },
         "scenarios": {name: result.as_dict() for name, result in results.items()},
         "known_answer": known,
+        "conditions": conditions,
     }
 
 
@@ -474,6 +508,9 @@ def summary_lines(document: dict[str, Any]) -> list[str]:
             f"({settings['paper_images']} images) {s['paper_avg_ms']['median']:.2f} ms "
             f"(range {s['paper_avg_ms']['min']:.2f}–{s['paper_avg_ms']['max']:.2f}) · {subject}"
         )
+    conditions = document.get("conditions")
+    if conditions and conditions["machine"] == "busy":
+        lines.append(f"warning: measured on a busy machine — {'; '.join(conditions['reasons'])}")
     return lines
 
 

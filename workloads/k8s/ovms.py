@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from contracts.config import OvmsTuning, ToolkitConfig, openvino_properties
-from contracts.model_repository import SERVER_MOUNT, served_name
+from contracts.errors import ModelRepositoryError
+from contracts.model_repository import SERVER_MOUNT, ModelRepository, served_name
 
 CONFIG_MOUNT = "/config"
 MODELS_MOUNT = SERVER_MOUNT
@@ -21,9 +22,16 @@ def plugin_config(tuning: OvmsTuning) -> dict[str, Any]:
 def server_config(config: ToolkitConfig) -> dict[str, Any]:
     """config.json: every served precision with the tuning of ``ovms.use``; metrics on.
 
-    Metrics are enabled here and not with --metrics_enable: OVMS refuses both at once.
+    Metrics are enabled here and not with --metrics_enable: OVMS refuses both at once. When the
+    local model repository has a committed version set (``version_set.json``, written last by
+    ``invoke optimize``), each model is pinned to its committed version
+    (``model_version_policy: specific``): a version folder a killed publish left above it is never
+    served, whatever was synced. Without one (rendering offline, no repository), OVMS serves the
+    highest version folder.
     """
     tuning = config.ovms.tuning()
+    repository = ModelRepository(config.paths.model_repository)
+    committed = repository.committed(config.optimize.model_name)
     models = []
     for precision in config.serving.precisions:
         name = served_name(config.optimize.model_name, precision)
@@ -35,6 +43,13 @@ def server_config(config: ToolkitConfig) -> dict[str, Any]:
         }
         if tuning.nireq:
             entry["nireq"] = tuning.nireq
+        if committed is not None:
+            if precision not in committed:  # refused here as `up --target local` refuses it
+                raise ModelRepositoryError(
+                    f"{name} is not in the committed version set in {repository.root}; "
+                    f"run `invoke optimize` with {precision} in optimize.precisions"
+                )
+            entry["model_version_policy"] = {"specific": {"versions": [committed[precision]]}}
         models.append({"config": entry})
     return {"model_config_list": models, "monitoring": {"metrics": {"enable": True}}}
 

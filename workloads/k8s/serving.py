@@ -32,6 +32,16 @@ def _meta(config: ToolkitConfig, name: str, labels: dict[str, str] | None = None
     return {"name": name, "namespace": config.kubernetes.namespace, "labels": {**PART_OF, **(labels or {})}}
 
 
+def served_versions(config: ToolkitConfig) -> dict[str, int | None]:
+    """Each model OVMS serves → the version its config.json pins (None: OVMS takes the highest)."""
+    served: dict[str, int | None] = {}
+    for entry in server_config(config)["model_config_list"]:
+        model = entry["config"]
+        pinned = (model.get("model_version_policy") or {}).get("specific", {}).get("versions") or [None]
+        served[model["name"]] = pinned[0]
+    return served
+
+
 def service_account_name(source: ModelSource) -> str:
     return source.service_account if isinstance(source, S3ModelSource) else DEFAULT_SERVICE_ACCOUNT
 
@@ -221,7 +231,13 @@ def _deployment(
         volumes += s3sync.identity_volumes(source)
         init_containers.append(
             s3sync.sync_container(
-                name="model-sync", image=ovms.sync_image, source=source, volume="models", mount=MODELS_MOUNT
+                name="model-sync",
+                image=ovms.sync_image,
+                source=source,
+                volume="models",
+                mount=MODELS_MOUNT,
+                # What OVMS serves (its config.json), checked against the sha256 recorded at publish.
+                verify_models=served_versions(config),
             )
         )
         annotations.update(s3sync.pod_annotations(source, skip_containers=[OVMS]))

@@ -11,14 +11,21 @@ The IRs and the report are built in a staging folder and renamed into place in o
 ``<run>/openvino`` when every check passes, to ``<run>/openvino-rejected`` (replacing an older
 rejected attempt) when one fails. A rejected attempt publishes nothing and leaves the run's
 accepted record — ``<run>/openvino`` and the published versions — as it was.
+
+The swap is two renames (the old folder aside as ``.<name>-old-*``, the new one in), so a kill
+between them leaves the old folder aside; the next optimize of the run renames it back and
+removes staging folders of killed attempts (each live attempt holds a lock on its own), then
+cleans the model repository (``workloads.optimize.repository.recover``); both are reported.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import fcntl
 import importlib.metadata
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -27,26 +34,31 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import openvino as ov
 
-from contracts.config import OptimizeConfig, ToolkitConfig
+from contracts.config import OptimizeConfig, ToolkitConfig, openvino_properties
 from contracts.errors import OptimizationError
 from contracts.files import write_json_atomic
-from contracts.model_repository import MODEL_BIN, ModelVersion
+from contracts.known_answer import ReferenceImage, StoredKnownAnswer, sha256_bytes
+from contracts.model_repository import MODEL_BIN, ModelVersion, served_name
 from contracts.run_directory import OPTIMIZATION_REPORT, RunDirectory, finished_runs
+from workloads.bench.cpuinfo import cpu_info
 from workloads.classes import CLASS_CODES
-from workloads.images import load_batch
-from workloads.optimize.convert import convert_saved_model, save_ir
+from workloads.images import decode_batch, load_batch
+from workloads.optimize.convert import INPUT_NAME, OUTPUT_NAME, convert_saved_model, save_ir
 from workloads.optimize.evaluate import Predictor, evaluate_variants, openvino_predictor, tensorflow_predictor
 from workloads.optimize.gate import GateBudgets, Int8Gate, check_int8_gate
 from workloads.optimize.parity import ParityResult, check_parity
 from workloads.optimize.quantize import PRESET_NAME, quantize_int8
-from workloads.optimize.repository import publish, published_entry
+from workloads.optimize.repository import publish, published_entry, recover
 from workloads.optimize.selection import LabelledImage, SplitEntries, class_balanced_sample
 from workloads.progress import Progress, print_progress
 from workloads.telemetry import opt_out_of_openvino_telemetry
 
 REFERENCE = "tf"
+# Test images whose answers are stored with each published version (at least bench.known_answer_images).
+KNOWN_ANSWER_IMAGES = 8
 # 2: "int8_gate" (every rule and figure) replaces "int8_budget"; "published" entries say "unchanged".
 REPORT_SCHEMA_VERSION = 2
 
@@ -149,15 +161,22 @@ def run_optimize(
         f"image size {run.image_size}"
     )
 
+    recover_run_dir(run.directory, progress)
+    recover(config.paths.model_repository, opt.model_name, precisions, progress=progress)
+
     out_dir = run.directory.openvino
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-staging-", dir=run.run_dir))
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}{STAGING_INFIX}", dir=run.run_dir))
     staging.chmod(0o755)
+    staging_lock = _lock_dir(staging)  # tells recover_run_dir of another optimize that it is live
     try:
         outcome = _build_and_check(opt, run, precisions, test, calibration, validation, staging, progress)
         _replace_dir(staging, run.directory.openvino_rejected if outcome.failure else out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    finally:
+        if staging_lock is not None:
+            os.close(staging_lock)
     if outcome.failure:
         progress(f"report: {run.directory.rejected_optimization_report} (rejected)")
         raise OptimizationError(outcome.failure)
@@ -170,6 +189,16 @@ def run_optimize(
         {p: out_dir / p for p in precisions},
         run.model_card,
         progress=progress,
+        known_answers=stored_known_answers(
+            opt.model_name,
+            {p: out_dir / p / "model.xml" for p in precisions},
+            class_balanced_sample(test, max(KNOWN_ANSWER_IMAGES, config.bench.known_answer_images)),
+            run.image_size,
+            run.classes,
+            openvino_properties(
+                config.serving.performance_hint, config.serving.num_streams, config.serving.inference_threads
+            ),
+        ),
     )
     outcome.report["published"] = [
         published_entry(m, unchanged=m.name in published.unchanged) for m in published
@@ -184,6 +213,48 @@ def run_optimize(
         tuple(published),
         published.unchanged,
     )
+
+
+def stored_known_answers(
+    model_name: str,
+    irs: dict[str, Path],
+    images: Sequence[LabelledImage],
+    image_size: int,
+    classes: Sequence[str],
+    properties: dict[str, Any],
+) -> dict[str, StoredKnownAnswer]:
+    """Each accepted IR's answers for fixed test images, stored with its published version.
+
+    ``invoke bench`` checks a served model against these (``known_answer.json``) rather than against
+    the file it serves, so a damaged or swapped model cannot agree with itself. They are computed
+    with the local server's compile ``properties`` (``serving.*``, as OVMS names them), so a server
+    on this machine answers the same up to thread scheduling — with AMX or AVX512-BF16, OpenVINO's
+    default runs FP32 in bf16 in both.
+    """
+    encoded = [Path(e.path).read_bytes() for e in images]
+    tensors = decode_batch(encoded, image_size)
+    cpu = cpu_info()
+    created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    references = [
+        ReferenceImage(sha256_bytes(data), str(e.path), int(e.label))
+        for data, e in zip(encoded, images, strict=True)
+    ]
+    answers = {}
+    for precision, xml in irs.items():
+        compiled = ov.Core().compile_model(str(xml), "CPU", properties)
+        probabilities = np.asarray(compiled({INPUT_NAME: tensors})[compiled.output(OUTPUT_NAME)], np.float32)
+        answers[precision] = StoredKnownAnswer(
+            model=served_name(model_name, precision),
+            precision=precision,
+            image_size=image_size,
+            images=tuple(references),
+            classes=tuple(classes),
+            probabilities=tuple(tuple(float(v) for v in row) for row in probabilities),
+            computed_by=f"invoke optimize: OpenVINO {ov.get_version()} in process, {properties}",
+            created_at=created,
+            cpu={"cpu_model": cpu["cpu_model"], "flags": cpu["flags"]},
+        )
+    return answers
 
 
 def accuracy_control_images(opt: OptimizeConfig, manifest: SplitEntries) -> list[LabelledImage]:
@@ -380,12 +451,66 @@ def _split(manifest: SplitEntries, split: str, num_classes: int) -> list[Labelle
     return entries
 
 
+STAGING_INFIX = "-staging-"  # .openvino-staging-*: an attempt being built
+ASIDE_INFIX = "-old-"  # .openvino-old-*, .openvino-rejected-old-*: the previous folder during a swap
+
+
+def _swap_step(name: str) -> None:
+    """Called between the two renames of a swap; tests inject faults (an exception, a SIGKILL) here."""
+
+
+def _lock_dir(folder: Path) -> int | None:
+    """An open descriptor holding an exclusive flock on ``folder`` (released on close or death)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def recover_run_dir(run: RunDirectory, progress: Progress = print_progress) -> list[str]:
+    """Undo what killed optimize attempts left in a run directory; returns one note per action.
+
+    A swap killed between its renames left ``openvino/`` (or ``openvino-rejected/``) aside: the
+    newest aside folder is renamed back. Other aside folders and the staging folders of attempts
+    that are no longer running (no lock on them) are removed."""
+    notes: list[str] = []
+    for target in (run.openvino, run.openvino_rejected):
+        asides = sorted(run.path.glob(f".{target.name}{ASIDE_INFIX}*"), key=lambda p: p.stat().st_mtime)
+        if asides and not target.exists():
+            asides.pop().rename(target)
+            notes.append(f"restored {target.name}/ (an optimize was killed while replacing it)")
+        for aside in asides:
+            shutil.rmtree(aside, ignore_errors=True)
+            notes.append(f"removed {aside.name}")
+    for staging in sorted(run.path.glob(f".{run.openvino.name}{STAGING_INFIX}*")):
+        lock = _lock_dir(staging)
+        if lock is None:
+            continue  # another optimize of this run is building it now
+        try:
+            shutil.rmtree(staging, ignore_errors=True)
+        finally:
+            os.close(lock)
+        notes.append(f"removed {staging.name} (a killed optimize's staging folder)")
+    if notes:
+        progress(f"cleaned up {run.path}: " + "; ".join(notes))
+    return notes
+
+
 def _replace_dir(staging: Path, target: Path) -> None:
-    """Swap ``staging`` in as ``target``; a previous ``target`` is removed only after the swap."""
+    """Swap ``staging`` in as ``target`` by two renames; a previous ``target`` is put aside first and
+    removed only after the swap (a kill in between leaves it aside for :func:`recover_run_dir`)."""
     old = None
     if target.exists():
-        old = target.with_name(staging.name.replace("staging", "old"))
+        suffix = staging.name.rsplit("-", 1)[-1]
+        old = target.with_name(f".{target.name}{ASIDE_INFIX}{suffix}")
         target.rename(old)
+        _swap_step("aside")
     try:
         staging.rename(target)
     except OSError:

@@ -10,6 +10,7 @@ kserve's ``InvalidInput``, so a 400 rather than a 500.
 
 from __future__ import annotations
 
+import math
 import struct
 from typing import Any
 
@@ -110,7 +111,8 @@ def _binary_array(chunk: memoryview, name: str, shape: list[int], datatype: str)
     dtype = to_np_dtype(datatype)
     if dtype is None:
         raise InvalidInput(f"input {name!r} has unknown datatype {datatype!r}")
-    count = int(np.prod(shape))
+    # Python ints: numpy's int64 product wraps around for shapes like [2**40, 2**40, 64, 3].
+    count = math.prod(shape)
     if datatype == "BYTES":
         try:
             array = deserialize_bytes_tensor(bytes(chunk))

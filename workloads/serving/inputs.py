@@ -8,13 +8,19 @@ Two encodings of the same ``image`` input are accepted, as OVMS accepts them:
   with :func:`workloads.images.decode_image`, the implementation training, optimization and the
   bench use, so a JPEG sent as bytes gives the pixels the model was trained and scored on.
 
-Every problem raises kserve's ``InvalidInput`` (HTTP 400 / gRPC INVALID_ARGUMENT).
+Every problem raises kserve's ``InvalidInput`` (HTTP 400 / gRPC INVALID_ARGUMENT), hostile input
+included (``limits.RequestLimits``): more than ``serving.max_batch_size`` images; FP32 values that
+are not finite or outside the model's 0..255 range; a BYTES element that is not a JPEG or PNG,
+or whose header declares more than ``serving.max_image_pixels`` pixels (or all of the request's
+images together more than ``serving.max_request_pixels``) — checked before anything is decoded.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import io
+import math
 import struct
 from collections.abc import Sequence
 
@@ -24,6 +30,12 @@ from kserve.protocol.infer_type import InferInput
 from PIL import Image, UnidentifiedImageError
 
 from workloads.images import decode_image
+from workloads.serving.limits import RequestLimits
+
+# The model contract's pixel range (model card, README "Model contract").
+PIXEL_MIN, PIXEL_MAX = 0.0, 255.0
+# What OVMS decodes; other Pillow decoders are not exposed to the network.
+IMAGE_FORMATS = ("JPEG", "PNG")
 
 
 def check_single_input(inputs: Sequence[InferInput], expected_name: str, model_name: str) -> InferInput:
@@ -35,26 +47,54 @@ def check_single_input(inputs: Sequence[InferInput], expected_name: str, model_n
     return inputs[0]
 
 
-def tensor_batch(infer_input: InferInput, image_size: int) -> np.ndarray:
-    """An FP32 [N, S, S, 3] input as a float32 array."""
+def tensor_batch(infer_input: InferInput, image_size: int, limits: RequestLimits | None = None) -> np.ndarray:
+    """An FP32 [N, S, S, 3] input as a float32 array of finite values in 0..255."""
+    limits = limits or RequestLimits()
     shape = list(infer_input.shape)
     if len(shape) != 4 or shape[0] < 1 or shape[1:] != [image_size, image_size, 3]:
         raise InvalidInput(
             f"input {infer_input.name!r} must have shape [N, {image_size}, {image_size}, 3] "
             f"(NHWC, RGB, N >= 1), got {shape}"
         )
+    check_batch_size(shape[0], infer_input.name, limits)
     try:
         array = infer_input.as_numpy()
     except (ValueError, TypeError) as exc:
-        count = int(np.prod(shape))
+        count = math.prod(int(d) for d in shape)
         raise InvalidInput(
             f"input {infer_input.name!r} data does not match shape {shape}: expected {count} FP32 values "
             f"({count * 4} bytes of binary data) ({exc})"
         ) from None
-    return np.asarray(array, dtype=np.float32)
+    batch = np.asarray(array, dtype=np.float32)
+    check_pixel_values(batch, infer_input.name)
+    return batch
 
 
-def encoded_images(infer_input: InferInput) -> list[bytes]:
+def check_batch_size(count: int, name: str, limits: RequestLimits) -> None:
+    if count > limits.max_batch_size:
+        raise InvalidInput(
+            f"input {name!r} holds {count} images; this server accepts at most "
+            f"{limits.max_batch_size} per request (serving.max_batch_size)"
+        )
+
+
+def check_pixel_values(batch: np.ndarray, name: str) -> None:
+    """Refuse NaN, ±Inf and values outside 0..255: the model would answer them confidently."""
+    if batch.size == 0:
+        return
+    low, high = float(batch.min()), float(batch.max())  # NaN anywhere makes both NaN
+    if low >= PIXEL_MIN and high <= PIXEL_MAX:
+        return
+    finite = np.isfinite(batch)
+    if not finite.all():
+        bad = int(batch.size - np.count_nonzero(finite))
+        raise InvalidInput(f"input {name!r} has {bad} values that are NaN or infinite; pixels are 0..255")
+    raise InvalidInput(
+        f"input {name!r} has values from {low:g} to {high:g}; the model takes RGB pixels 0..255"
+    )
+
+
+def encoded_images(infer_input: InferInput, limits: RequestLimits | None = None) -> list[bytes]:
     """A BYTES [N] (or [N, 1]) input as a list of encoded images."""
     shape = list(infer_input.shape)
     if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)) or shape[0] < 1:
@@ -62,6 +102,7 @@ def encoded_images(infer_input: InferInput) -> list[bytes]:
             f"BYTES input {infer_input.name!r} must have shape [N] (one encoded image per element), "
             f"got {shape}"
         )
+    check_batch_size(shape[0], infer_input.name, limits or RequestLimits())
     try:
         elements = infer_input.as_numpy().reshape(-1)
     except (ValueError, TypeError, struct.error) as exc:
@@ -73,8 +114,30 @@ def encoded_images(infer_input: InferInput) -> list[bytes]:
     return [_as_bytes(e, infer_input.name) for e in elements]
 
 
-def decode_images(images: Sequence[bytes], image_size: int) -> np.ndarray:
-    """Each encoded image → S×S RGB float32 by workloads.images.decode_image (the model card's)."""
+def decode_images(
+    images: Sequence[bytes], image_size: int, limits: RequestLimits | None = None
+) -> np.ndarray:
+    """Each encoded image → S×S RGB float32 by workloads.images.decode_image (the model card's).
+
+    Every image's header is read first: a format other than JPEG/PNG, or more pixels than the
+    limits allow, refuses the request before any image is decoded.
+    """
+    limits = limits or RequestLimits()
+    total = 0
+    for index, data in enumerate(images):
+        width, height = image_dimensions(data, index)
+        pixels = width * height
+        if pixels > limits.max_image_pixels:
+            raise InvalidInput(
+                f"element {index} of the BYTES input is {width} × {height} = {pixels} pixels; this server "
+                f"decodes at most {limits.max_image_pixels} per image (serving.max_image_pixels)"
+            )
+        total += pixels
+        if total > limits.max_request_pixels:
+            raise InvalidInput(
+                f"the BYTES input's images hold more than {limits.max_request_pixels} pixels together "
+                "(serving.max_request_pixels); send fewer or smaller images per request"
+            )
     batch = np.empty((len(images), image_size, image_size, 3), dtype=np.float32)
     for index, data in enumerate(images):
         try:
@@ -84,6 +147,25 @@ def decode_images(images: Sequence[bytes], image_size: int) -> np.ndarray:
                 f"element {index} of the BYTES input is not a decodable image ({exc})"
             ) from None
     return batch
+
+
+def image_dimensions(data: bytes, index: int) -> tuple[int, int]:
+    """(width, height) from the image header alone: Pillow's open parses it and decodes nothing."""
+    try:
+        with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as img:
+            width, height = img.size
+    except Image.DecompressionBombError:
+        # Pillow's own check (Image.MAX_IMAGE_PIXELS, which the server sets from the limit).
+        raise InvalidInput(
+            f"element {index} of the BYTES input declares more pixels than this server decodes per "
+            "image (serving.max_image_pixels)"
+        ) from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        reason = "unknown format" if isinstance(exc, UnidentifiedImageError) else str(exc)
+        raise InvalidInput(
+            f"element {index} of the BYTES input is not a decodable image (JPEG or PNG: {reason})"
+        ) from None
+    return int(width), int(height)
 
 
 def _as_bytes(element: object, name: str) -> bytes:

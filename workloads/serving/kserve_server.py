@@ -6,7 +6,11 @@ Subclasses, not patches, of kserve's classes:
 * REST binary tensor data stays binary (see ``binary.py``);
 * model metadata reports the served version and the platform, and the versioned paths
   (``/v2/models/<name>/versions/<v>/...``) work for the served version, as OVMS does;
-* gRPC accepts messages as large as a batch of big images (kserve's limit is 8 MiB);
+* request limits (``limits.py``, ``http_guard.py``): REST bodies above ``serving.max_request_bytes``
+  are refused with 413 before they are read, header/body/keep-alive timeouts close slow
+  connections, and gRPC refuses messages above the same size (RESOURCE_EXHAUSTED; kserve's limit
+  is 8 MiB), bounds its handshake by the header timeout and closes idle connections;
+* FastAPI's own 4xx answers (422 for a body that is not a V2 request, ...) get a log line too;
 * no per-request timing middleware and no access or latency log lines in the hot path, and a
   rejected request (400 / 404) is one warning line instead of kserve's traceback.
 """
@@ -19,6 +23,8 @@ from concurrent import futures
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from grpc import StatusCode, aio
 from kserve import ModelServer
@@ -36,10 +42,12 @@ from kserve.protocol.infer_type import InferRequest
 from kserve.protocol.rest.server import RESTServer
 from kserve.protocol.rest.v2_datamodels import InferenceRequest, ModelMetadataResponse, ModelReadyResponse
 from kserve.protocol.rest.v2_endpoints import V2Endpoints
+from starlette.exceptions import HTTPException
 
 from workloads.serving.binary import decode_binary_request
+from workloads.serving.http_guard import REFUSED_SCOPE_KEY, guarded_http_protocol
+from workloads.serving.limits import RequestLimits
 
-GRPC_MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 PLATFORM = "OpenVINO"
 
 log = logging.getLogger("workloads.serving")
@@ -91,9 +99,12 @@ class BinaryTensorDataPlane(DataPlane):
 
 
 class LoopbackRESTServer(RESTServer):
-    def __init__(self, host: str, *args: Any, **kwargs: Any):
+    def __init__(self, host: str, *args: Any, limits: RequestLimits | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
+        limits = limits or RequestLimits()
         self.config.host = host
+        self.config.http = guarded_http_protocol(limits)
+        self.config.timeout_keep_alive = limits.keep_alive_seconds
 
     def _add_middlewares(self, app: Any) -> None:
         """kserve adds a timing middleware that formats two log lines per request; none here."""
@@ -102,6 +113,10 @@ class LoopbackRESTServer(RESTServer):
         super()._add_exception_handlers(app)
         app.add_exception_handler(InvalidInput, _rejected(400))
         app.add_exception_handler(ModelNotFound, _rejected(404))
+        # FastAPI's own 4xx (a body that is not a V2 request, unparsable JSON, an unknown path):
+        # FastAPI's answer, plus the one log line every rejected request gets.
+        app.add_exception_handler(RequestValidationError, _logged(request_validation_exception_handler))
+        app.add_exception_handler(HTTPException, _logged(http_exception_handler))
 
     def _register_endpoints(self, app: FastAPI) -> None:
         # Registered first, so these take the versioned paths kserve answers with 501.
@@ -148,6 +163,30 @@ def _rejected(status: int) -> Any:
     return handler
 
 
+def _logged(handler: Any) -> Any:
+    async def logged(request: Request, exc: Exception) -> Response:
+        # A request the HTTP guard refused (and logged) shows up here as a disconnect: no second line.
+        if not request.scope.get(REFUSED_SCOPE_KEY):
+            if isinstance(exc, RequestValidationError):
+                status, reason = 422, _validation_summary(exc)
+            else:
+                status, reason = getattr(exc, "status_code", 400), str(getattr(exc, "detail", exc))
+            log.warning(
+                "rejected a REST request (%d): %s %s: %s", status, request.method, request.url.path, reason
+            )
+        return await handler(request, exc)
+
+    return logged
+
+
+def _validation_summary(exc: RequestValidationError, limit: int = 300) -> str:
+    errors = exc.errors()
+    parts = [f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}" for e in errors[:3]]
+    text = "; ".join(parts) + (f" (+{len(errors) - 3} more)" if len(errors) > 3 else "")
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 class QuietExceptionToStatusInterceptor(ExceptionToStatusInterceptor):
     async def handle_exception(
         self, ex: Exception, request_or_iterator: Any, context: Any, method_name: str
@@ -164,9 +203,10 @@ class QuietExceptionToStatusInterceptor(ExceptionToStatusInterceptor):
 
 
 class LoopbackGRPCServer(GRPCServer):
-    def __init__(self, host: str, *args: Any, **kwargs: Any):
+    def __init__(self, host: str, *args: Any, limits: RequestLimits | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self._host = host
+        self._limits = limits or RequestLimits()
 
     async def start(self, max_workers: int) -> None:
         # GRPCServer.start with the host and message limits as parameters; kserve's LoggingInterceptor
@@ -175,8 +215,13 @@ class LoopbackGRPCServer(GRPCServer):
             futures.ThreadPoolExecutor(max_workers=max_workers),
             interceptors=(QuietExceptionToStatusInterceptor(),),
             options=[
-                ("grpc.max_send_message_length", GRPC_MAX_MESSAGE_BYTES),
-                ("grpc.max_receive_message_length", GRPC_MAX_MESSAGE_BYTES),
+                # Answers are small ([N, 21] floats); requests are refused above the REST body limit.
+                ("grpc.max_send_message_length", self._limits.max_request_bytes),
+                ("grpc.max_receive_message_length", self._limits.max_request_bytes),
+                # A connection must complete its HTTP/2 handshake within the header timeout, and an
+                # idle one (no call in flight) is closed (GOAWAY: clients reconnect) as REST's is.
+                ("grpc.server_handshake_timeout_ms", int(self._limits.header_timeout_seconds * 1000)),
+                ("grpc.max_connection_idle_ms", int(self._limits.keep_alive_seconds * 1000)),
                 # Never share the port with another server silently (gRPC sets SO_REUSEPORT by default).
                 ("grpc.so_reuseport", 0),
             ],
@@ -191,7 +236,14 @@ class LoopbackGRPCServer(GRPCServer):
 class LoopbackModelServer(ModelServer):
     """A single-process kserve ModelServer (REST + gRPC) listening on ``host`` only."""
 
-    def __init__(self, host: str, http_port: int, grpc_port: int, grace_period: int = 5):
+    def __init__(
+        self,
+        host: str,
+        http_port: int,
+        grpc_port: int,
+        grace_period: int = 5,
+        limits: RequestLimits | None = None,
+    ):
         super().__init__(
             http_port=http_port,
             grpc_port=grpc_port,
@@ -206,6 +258,7 @@ class LoopbackModelServer(ModelServer):
             ssl_keyfile=None,
         )
         self.host = host
+        self.limits = limits or RequestLimits()
         self.dataplane = BinaryTensorDataPlane(model_registry=self.registered_models)
 
     def start(self, models: list[BaseKServeModel]) -> None:
@@ -221,6 +274,7 @@ class LoopbackModelServer(ModelServer):
             grace_period=self.grace_period,
             event_loop=self.event_loop,
             timeout_keep_alive=self.timeout_keep_alive,
+            limits=self.limits,
         )
         self.servers.append(self._rest_server.start())
         self._grpc_server = LoopbackGRPCServer(
@@ -230,6 +284,7 @@ class LoopbackModelServer(ModelServer):
             self.model_repository_extension,
             kwargs={},
             grace_period=self.grace_period,
+            limits=self.limits,
         )
         self.servers.append(self._grpc_server.start(self.max_threads))
         self.setup_event_loop()

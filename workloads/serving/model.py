@@ -20,6 +20,7 @@ from contracts.errors import ServingError
 from contracts.model_repository import ModelVersion
 from workloads.serving.inputs import check_single_input, decode_images, encoded_images, tensor_batch
 from workloads.serving.kserve_server import check_version
+from workloads.serving.limits import TRIM_AFTER_BYTES, RequestLimits, release_memory_soon
 
 log = logging.getLogger("workloads.serving")
 
@@ -47,10 +48,17 @@ class OpenVINOModel(kserve.Model):
     work in parallel while the event loop keeps accepting requests.
     """
 
-    def __init__(self, served: ModelVersion, settings: RuntimeSettings, core: ov.Core | None = None):
+    def __init__(
+        self,
+        served: ModelVersion,
+        settings: RuntimeSettings,
+        core: ov.Core | None = None,
+        limits: RequestLimits | None = None,
+    ):
         super().__init__(served.name)
         self.served = served
         self.settings = settings
+        self.limits = limits or RequestLimits()
         self._core = core or ov.Core()
         self._compiled: ov.CompiledModel | None = None
         self._pool: ThreadPoolExecutor | None = None
@@ -67,8 +75,7 @@ class OpenVINOModel(kserve.Model):
             model = self._core.read_model(served.xml)
             compiled = self._core.compile_model(model, "CPU", self.settings.compile_properties())
         except RuntimeError as exc:
-            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ServingError(f"OpenVINO cannot load {served.xml}: {first_line}") from None
+            raise ServingError(f"OpenVINO cannot load {served.xml}: {openvino_cause(exc)}") from None
         if len(compiled.inputs) != 1 or len(compiled.outputs) != 1:
             raise ServingError(
                 f"{served.xml} has {len(compiled.inputs)} inputs and {len(compiled.outputs)} outputs; "
@@ -139,11 +146,14 @@ class OpenVINOModel(kserve.Model):
         size = self.served.image_size
         loop = asyncio.get_running_loop()
         if infer_input.datatype == "BYTES":
-            images = encoded_images(infer_input)
+            images = encoded_images(infer_input, self.limits)
+            received = sum(len(i) for i in images)
             probabilities = await loop.run_in_executor(self._pool, self._decode_and_infer, images, size)
         elif infer_input.datatype == "FP32":
-            batch = tensor_batch(infer_input, size)
+            batch = tensor_batch(infer_input, size, self.limits)
+            received = batch.nbytes
             probabilities = await loop.run_in_executor(self._pool, self._infer, batch)
+            del batch
         else:
             raise InvalidInput(
                 f"input {infer_input.name!r} must be FP32 [N, {size}, {size}, 3] or BYTES [N] "
@@ -154,6 +164,8 @@ class OpenVINOModel(kserve.Model):
         # to_rest turns them back into JSON numbers unless the client asked for binary output.
         output.set_data_from_numpy(probabilities, binary_data=True)
         _default_binary_flags(payload)
+        if received >= TRIM_AFTER_BYTES:
+            release_memory_soon()  # after the request's buffers are gone (gRPC; REST trims too)
         return InferResponse(
             response_id=payload.id or "",
             model_name=self.name,
@@ -169,10 +181,31 @@ class OpenVINOModel(kserve.Model):
             assert self._compiled is not None
             request = self._local.request = self._compiled.create_infer_request()
         request.infer({0: batch})
-        return np.array(request.get_output_tensor(0).data, dtype=np.float32, copy=True)
+        probabilities = np.array(request.get_output_tensor(0).data, dtype=np.float32, copy=True)
+        if batch.nbytes >= TRIM_AFTER_BYTES:
+            # An infer request keeps the buffers of the largest batch it ran; let this one go, so
+            # its memory returns to the OS (release_memory_soon) instead of staying with the thread.
+            self._local.request = None
+        return probabilities
 
     def _decode_and_infer(self, images: list[bytes], size: int) -> np.ndarray:
-        return self._infer(decode_images(images, size))
+        return self._infer(decode_images(images, size, self.limits))
+
+
+def openvino_cause(exc: BaseException) -> str:
+    """The line of an OpenVINO exception that says what is wrong, not where in OpenVINO it was raised.
+
+    OpenVINO's messages open with ``Exception from src/...cpp:84:`` and a ``Check '...' failed at
+    ...`` line before the cause (e.g. ``Incorrect weights in bin file!``).
+    """
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    causes = [
+        line
+        for line in lines
+        if not (line.startswith("Exception from ") and line.endswith(":"))
+        and not (line.startswith("Check '") and " failed at " in line)
+    ]
+    return (causes or lines or [type(exc).__name__])[0]
 
 
 def _tensor_metadata(port: ov.Output) -> dict[str, Any]:

@@ -12,7 +12,8 @@ from typing import Any
 
 from contracts.errors import ModelRepositoryError, ServingError
 from contracts.files import sha256_file
-from contracts.model_repository import ModelRepository, ModelVersion
+from contracts.known_answer import verify_version
+from contracts.model_repository import MODEL_BIN, MODEL_CARD, MODEL_XML, ModelRepository, ModelVersion
 
 
 def find_model(repository: Path, model_name: str, precision: str, version: int | None = None) -> ModelVersion:
@@ -28,6 +29,18 @@ def find_models(repository: Path, model_name: str, precisions: Iterable[str]) ->
         return ModelRepository(repository).find_all(model_name, precisions)
     except ModelRepositoryError as exc:
         raise ServingError(str(exc)) from None
+
+
+def verify_models(models: Iterable[ModelVersion]) -> None:
+    """Every served version's files match the sha256 recorded at publish (its SHA256SUMS).
+
+    A mismatch is one ServingError line naming the file, before anything is started.
+    """
+    for model in models:
+        try:
+            verify_version(model.directory, (MODEL_XML, MODEL_BIN, MODEL_CARD))
+        except ModelRepositoryError as exc:
+            raise ServingError(f"refusing to serve {model.name} version {model.version}: {exc}") from None
 
 
 def served_entry(model: ModelVersion) -> dict[str, Any]:

@@ -5,22 +5,34 @@
         --performance-hint THROUGHPUT --num-streams 0 --inference-threads 0 --nireq 0
 
 Serves ``<model-name>-<precision>`` (latest version of each) until SIGTERM/SIGINT. ``local.py``
-runs it in the background for ``invoke up --target local``.
+runs it in the background for ``invoke up --target local``, with a random start token in
+``BMC_SERVER_INSTANCE``: the server lists it among the extensions of its V2 server metadata
+(``GET /v2`` → ``"bmc-instance/<token>"``), so ``local.py`` can tell its own server from any other
+process on the port or behind a copied pid file.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import openvino as ov
+from PIL import Image
 
 from contracts.errors import ServingError, ToolkitError
-from workloads.serving.kserve_server import LoopbackModelServer, configure_quiet_logging
+from workloads.serving.kserve_server import (
+    BinaryTensorDataPlane,
+    LoopbackModelServer,
+    configure_quiet_logging,
+)
+from workloads.serving.limits import RequestLimits
+from workloads.serving.local import INSTANCE_ENV, INSTANCE_EXTENSION_PREFIX
 from workloads.serving.model import OpenVINOModel, RuntimeSettings
 from workloads.serving.repository import find_models
 from workloads.telemetry import opt_out_of_openvino_telemetry
@@ -44,6 +56,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--num-streams", type=_non_negative, default=0, help="0 = from the hint")
     parser.add_argument("--inference-threads", type=_non_negative, default=0, help="0 = from the hint")
     parser.add_argument("--nireq", type=_non_negative, default=0, help="0 = OpenVINO's optimal number")
+    # --max-request-bytes, --max-batch-size, --max-image-pixels, --max-request-pixels,
+    # --header-timeout-seconds, --body-timeout-seconds, --keep-alive-seconds (serving.*)
+    RequestLimits.add_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -51,6 +66,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
     settings = RuntimeSettings(args.performance_hint, args.num_streams, args.inference_threads, args.nireq)
+    limits = RequestLimits.from_args(args)
+    # Pillow's own bomb check backs up the header check in inputs.py; images between the limit and
+    # twice it would only warn, and inputs.py refuses them with a clearer message anyway.
+    Image.MAX_IMAGE_PIXELS = limits.max_image_pixels
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
     try:
         if not precisions:
             raise ServingError("--precisions must name at least one precision, e.g. fp32,int8")
@@ -58,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         opt_out_of_openvino_telemetry()
         configure_quiet_logging()
         core = ov.Core()
-        models = [OpenVINOModel(model, settings, core) for model in served]
+        models = [OpenVINOModel(model, settings, core, limits) for model in served]
         for model in models:
             model.load()
     except ToolkitError as exc:
@@ -74,9 +94,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.host,
         args.grpc_port,
     )
-    LoopbackModelServer(args.host, args.http_port, args.grpc_port).start(models)
+    server = LoopbackModelServer(args.host, args.http_port, args.grpc_port, limits=limits)
+    token = os.environ.get(INSTANCE_ENV, "")
+    if token:
+        server.dataplane = InstanceDataPlane(server.registered_models, token)
+    server.start(models)
     log.info("model server stopped")
     return 0
+
+
+class InstanceDataPlane(BinaryTensorDataPlane):
+    """The server metadata names this server's start token among its extensions."""
+
+    def __init__(self, model_registry: Any, token: str):
+        super().__init__(model_registry=model_registry)
+        self._instance = INSTANCE_EXTENSION_PREFIX + token
+
+    def metadata(self) -> dict:
+        metadata = dict(super().metadata())
+        metadata["extensions"] = [*metadata.get("extensions", []), self._instance]
+        return metadata
 
 
 def _non_negative(text: str) -> int:

@@ -47,6 +47,12 @@ class LocalTarget(DeployTarget):
             raise ServingError(
                 f"{path} names no endpoints; restart the server with `invoke up --target local`"
             )
+        started_from = info.get("folder")
+        if started_from and started_from != str(path.parent.resolve()):
+            raise ServingError(
+                f"{path} was copied from {started_from}: its server was not started from this folder; "
+                "start this folder's own with `invoke up --target local`"
+            )
         return info
 
     def recorded_endpoints(self, config: ToolkitConfig) -> dict[str, dict[str, str]]:
