@@ -65,7 +65,7 @@ def png(width: int, height: int) -> bytes:
 
 def test_limits_are_validated_config_with_one_line_errors():
     serving = load_config({}).serving
-    assert RequestLimits.from_config(serving) == RequestLimits()
+    assert RequestLimits.from_config(serving) == RequestLimits.defaults()
     for bad, message in (
         ({"max_request_bytes": 0}, "serving.max_request_bytes must be > 0"),
         ({"max_batch_size": -1}, "serving.max_batch_size must be > 0"),
@@ -120,7 +120,7 @@ def test_non_finite_and_out_of_range_pixels_are_invalid_input(value):
 
 
 def test_image_headers_are_checked_before_anything_is_decoded():
-    limits = RequestLimits(max_image_pixels=100 * 100, max_request_pixels=2 * 100 * 100)
+    limits = RequestLimits.defaults().replace(max_image_pixels=100 * 100, max_request_pixels=2 * 100 * 100)
     assert decode_images([png(100, 100), png(50, 50)], 8, limits).shape == (2, 8, 8, 3)
     # 20000 × 20000 declared in 200 bytes: refused from the header (decoding it would need 1.2 GB).
     for bomb in (png_header_only(20000, 20000), png_header_only(101, 100)):
@@ -134,7 +134,7 @@ def test_image_headers_are_checked_before_anything_is_decoded():
         decode_images([gif.getvalue()], 8, limits)
     too_many = InferInput("image", [9], "BYTES", data=[b"x"] * 9)
     with pytest.raises(InvalidInput, match=r"serving\.max_batch_size"):
-        encoded_images(too_many, RequestLimits(max_batch_size=8))
+        encoded_images(too_many, RequestLimits.defaults().replace(max_batch_size=8))
 
 
 # --- against a real server on loopback -------------------------------------------------------------

@@ -40,7 +40,7 @@ def guarded_http_protocol(limits: RequestLimits) -> type[HttpToolsProtocol]:
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
-    limits = RequestLimits()
+    limits = RequestLimits.defaults()
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._guard_timer: asyncio.TimerHandle | None = None

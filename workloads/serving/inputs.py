@@ -49,7 +49,7 @@ def check_single_input(inputs: Sequence[InferInput], expected_name: str, model_n
 
 def tensor_batch(infer_input: InferInput, image_size: int, limits: RequestLimits | None = None) -> np.ndarray:
     """An FP32 [N, S, S, 3] input as a float32 array of finite values in 0..255."""
-    limits = limits or RequestLimits()
+    limits = limits or RequestLimits.defaults()
     shape = list(infer_input.shape)
     if len(shape) != 4 or shape[0] < 1 or shape[1:] != [image_size, image_size, 3]:
         raise InvalidInput(
@@ -102,7 +102,7 @@ def encoded_images(infer_input: InferInput, limits: RequestLimits | None = None)
             f"BYTES input {infer_input.name!r} must have shape [N] (one encoded image per element), "
             f"got {shape}"
         )
-    check_batch_size(shape[0], infer_input.name, limits or RequestLimits())
+    check_batch_size(shape[0], infer_input.name, limits or RequestLimits.defaults())
     try:
         elements = infer_input.as_numpy().reshape(-1)
     except (ValueError, TypeError, struct.error) as exc:
@@ -122,7 +122,7 @@ def decode_images(
     Every image's header is read first: a format other than JPEG/PNG, or more pixels than the
     limits allow, refuses the request before any image is decoded.
     """
-    limits = limits or RequestLimits()
+    limits = limits or RequestLimits.defaults()
     total = 0
     for index, data in enumerate(images):
         width, height = image_dimensions(data, index)

@@ -101,7 +101,7 @@ class BinaryTensorDataPlane(DataPlane):
 class LoopbackRESTServer(RESTServer):
     def __init__(self, host: str, *args: Any, limits: RequestLimits | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        limits = limits or RequestLimits()
+        limits = limits or RequestLimits.defaults()
         self.config.host = host
         self.config.http = guarded_http_protocol(limits)
         self.config.timeout_keep_alive = limits.keep_alive_seconds
@@ -206,7 +206,7 @@ class LoopbackGRPCServer(GRPCServer):
     def __init__(self, host: str, *args: Any, limits: RequestLimits | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self._host = host
-        self._limits = limits or RequestLimits()
+        self._limits = limits or RequestLimits.defaults()
 
     async def start(self, max_workers: int) -> None:
         # GRPCServer.start with the host and message limits as parameters; kserve's LoggingInterceptor
@@ -258,7 +258,7 @@ class LoopbackModelServer(ModelServer):
             ssl_keyfile=None,
         )
         self.host = host
-        self.limits = limits or RequestLimits()
+        self.limits = limits or RequestLimits.defaults()
         self.dataplane = BinaryTensorDataPlane(model_registry=self.registered_models)
 
     def start(self, models: list[BaseKServeModel]) -> None:

@@ -13,10 +13,13 @@ import argparse
 import asyncio
 import ctypes
 import ctypes.util
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, fields
 from typing import Any
+
+from contracts.config import ServingConfig
 
 log = logging.getLogger("workloads.serving")
 
@@ -27,18 +30,27 @@ TRIM_DELAY_SECONDS = 0.5
 
 @dataclass(frozen=True)
 class RequestLimits:
-    max_request_bytes: int = 64 * 1024 * 1024
-    max_batch_size: int = 256
-    max_image_pixels: int = 16 * 1024 * 1024
-    max_request_pixels: int = 64 * 1024 * 1024
-    header_timeout_seconds: float = 10.0
-    body_timeout_seconds: float = 30.0
-    keep_alive_seconds: float = 65.0
+    """The limit fields of :class:`ServingConfig`, which owns their defaults."""
+
+    max_request_bytes: int
+    max_batch_size: int
+    max_image_pixels: int
+    max_request_pixels: int
+    header_timeout_seconds: float
+    body_timeout_seconds: float
+    keep_alive_seconds: float
 
     @classmethod
-    def from_config(cls, serving: Any) -> RequestLimits:
+    def from_config(cls, serving: ServingConfig) -> RequestLimits:
         """The limits of a ``ServingConfig`` (same field names)."""
         return cls(**{f.name: getattr(serving, f.name) for f in fields(cls)})
+
+    @classmethod
+    def defaults(cls) -> RequestLimits:
+        return cls.from_config(ServingConfig())
+
+    def replace(self, **changes: Any) -> RequestLimits:
+        return dataclasses.replace(self, **changes)
 
     def as_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -54,7 +66,8 @@ class RequestLimits:
     def add_arguments(parser: argparse.ArgumentParser) -> None:
         for f in fields(RequestLimits):
             kind = float if f.name.endswith("_seconds") else int
-            parser.add_argument(_flag(f.name), type=_positive(kind), default=f.default)
+            default = getattr(RequestLimits.defaults(), f.name)
+            parser.add_argument(_flag(f.name), type=_positive(kind), default=default)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> RequestLimits:

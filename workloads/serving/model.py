@@ -58,7 +58,7 @@ class OpenVINOModel(kserve.Model):
         super().__init__(served.name)
         self.served = served
         self.settings = settings
-        self.limits = limits or RequestLimits()
+        self.limits = limits or RequestLimits.defaults()
         self._core = core or ov.Core()
         self._compiled: ov.CompiledModel | None = None
         self._pool: ThreadPoolExecutor | None = None
