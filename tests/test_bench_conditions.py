@@ -18,6 +18,7 @@ from workloads.bench.conditions import (
     assess,
     lock_dir,
     measured_host,
+    runnable_now,
 )
 
 
@@ -118,7 +119,7 @@ def test_a_quiet_machine():
 def test_busy_before_the_scenarios():
     conditions = assess(reading(5.0), reading(5.0, cpu=1, wall=10), cpus=4, server_on_this_machine=True)
     assert conditions["machine"] == "busy"
-    assert conditions["reasons"] == ["1-minute load before the scenarios 5.00 > 4 (1 per CPU × 4 CPUs)"]
+    assert conditions["reasons"] == ["runnable tasks before the scenarios 5.00 > 4 (1 per CPU × 4 CPUs)"]
 
 
 def test_the_bench_own_load_is_not_counted_after_the_scenarios():
@@ -147,10 +148,11 @@ def test_the_threshold_per_cpu_is_a_parameter():
 
 
 def test_the_load_monitor_reads_injected_probes():
-    loads, clock, cpu = iter([8.0, 1.0]), iter([100.0, 110.0]), iter([3.0, 4.0])
+    clock, cpu = iter([100.0, 110.0]), iter([3.0, 4.0])
     monitor = LoadMonitor(
         False,
-        load_probe=lambda: next(loads),
+        runnable_probe=lambda: 8.0,
+        load_probe=lambda: 1.0,
         wall_clock=lambda: next(clock),
         cpu_clock=lambda: next(cpu),
         cpus=2,
@@ -161,4 +163,11 @@ def test_the_load_monitor_reads_injected_probes():
     conditions = monitor.conditions()
     assert conditions["machine"] == "busy" and conditions["seconds"] == 10.0
     assert conditions["client_cpu_seconds"] == 1.0 and conditions["client_load"] == 0.1
-    assert conditions["reasons"] == ["1-minute load before the scenarios 8.00 > 2 (1 per CPU × 2 CPUs)"]
+    assert conditions["reasons"] == ["runnable tasks before the scenarios 8.00 > 2 (1 per CPU × 2 CPUs)"]
+
+
+def test_runnable_now_is_the_median_of_instant_counts_without_the_reader():
+    lines = iter(["0.50 2.10 1.90 3/400 9", "1.0 2.0 1.0 9/400 9", "1.0 2.0 1.0 2/400 9"])
+    assert runnable_now(samples=3, interval=0.0, read=lambda: next(lines)) == 2.0
+    # A lagging 1-minute average of 2.1 after earlier work does not count: only what runs now.
+    assert runnable_now(samples=1, interval=0.0, read=lambda: "2.10 1.00 0.50 1/300 7") == 0.0

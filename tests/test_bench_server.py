@@ -466,7 +466,9 @@ def test_a_busy_machine_is_recorded_and_marked(server):
         scenarios=("realtime",),
         progress=lines.append,
         retry=RETRY,
-        load_monitor=lambda here: LoadMonitor(here, load_probe=lambda: 50.0, cpus=2),
+        load_monitor=lambda here: LoadMonitor(
+            here, runnable_probe=lambda: 50.0, load_probe=lambda: 50.0, cpus=2
+        ),
     )
     conditions = document["conditions"]
     assert conditions["machine"] == "busy" and conditions["server_on_this_machine"] is True

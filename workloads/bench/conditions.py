@@ -51,6 +51,25 @@ def one_minute_load() -> float:
     return os.getloadavg()[0]
 
 
+def runnable_now(*, samples: int = 10, interval: float = 0.1, read: Callable[[], str] | None = None) -> float:
+    """Tasks running or runnable right now besides the reader: the median of ``samples`` readings.
+
+    The before reading uses this, not the 1-minute average, which lags: right after a training run
+    or a previous bench it still holds their load and would mark a quiet machine busy.
+    """
+    read = read or (lambda: Path("/proc/loadavg").read_text())
+    counts = []
+    for index in range(samples):
+        try:
+            running = int(read().split()[3].split("/")[0])
+        except (OSError, ValueError, IndexError):
+            return one_minute_load()  # no procfs: the average is all there is
+        counts.append(max(running - 1, 0))  # the reader itself is running
+        if index + 1 < samples:
+            time.sleep(interval)
+    return float(sorted(counts)[len(counts) // 2])
+
+
 def usable_cpus() -> int:
     try:
         return len(os.sched_getaffinity(0)) or 1
@@ -189,7 +208,8 @@ class LoadMonitor:
     """Takes a :class:`Reading` before and after the scenarios; :meth:`conditions` assesses them."""
 
     server_on_this_machine: bool
-    load_probe: LoadProbe = one_minute_load
+    load_probe: LoadProbe = one_minute_load  # after the scenarios
+    runnable_probe: LoadProbe = runnable_now  # before them
     cpu_clock: CpuClock = time.process_time
     wall_clock: WallClock = time.monotonic
     cpus: int = field(default_factory=usable_cpus)
@@ -199,7 +219,7 @@ class LoadMonitor:
         return Reading(self.load_probe(), self.cpu_clock(), self.wall_clock())
 
     def start(self) -> None:
-        self.before = self.read()
+        self.before = Reading(self.runnable_probe(), self.cpu_clock(), self.wall_clock())
 
     def conditions(self) -> dict[str, Any]:
         if self.before is None:
@@ -219,8 +239,8 @@ def assess(
 ) -> dict[str, Any]:
     """The ``conditions`` of a result: was the machine busy with work other than this bench's?
 
-    * Before the scenarios nothing of the measurement runs yet, so the whole 1-minute load
-      average counts as other work (it also holds the fading load of a bench that just ended).
+    * Before the scenarios nothing of the measurement runs yet, so every task running or runnable
+      then (``runnable_now``) is other work.
     * After them the load average also holds this bench's own work: this process's CPU time over
       the span divided by its wall time (``client_load``; it includes the model for the
       in-process runtimes) is subtracted. A server on this machine (loopback endpoint) adds load
@@ -236,7 +256,7 @@ def assess(
     if not server_on_this_machine:
         others["after"] = max(after.load - client_load, 0.0)
     reasons = [
-        f"1-minute load {'besides this bench ' if when == 'after' else ''}{when} the scenarios "
+        f"{'1-minute load besides this bench' if when == 'after' else 'runnable tasks'} {when} the scenarios "
         f"{load:.2f} > {limit:g} ({busy_load_per_cpu:g} per CPU × {cpus} CPUs)"
         for when, load in others.items()
         if load > limit
