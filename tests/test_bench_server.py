@@ -472,10 +472,10 @@ def test_a_busy_machine_is_recorded_and_marked(server):
     )
     conditions = document["conditions"]
     assert conditions["machine"] == "busy" and conditions["server_on_this_machine"] is True
-    assert conditions["reasons"] == ["1-minute load before the scenarios 50.00 > 2 (1 per CPU × 2 CPUs)"]
+    assert conditions["reasons"] == ["runnable tasks before the scenarios 50.00 > 2 (1 per CPU × 2 CPUs)"]
     assert conditions["seconds"] > 0 and conditions["client_cpu_seconds"] >= 0
     assert json.loads(path.read_text())["conditions"] == conditions
-    assert any(line.startswith("warning: measured on a busy machine — 1-minute load") for line in lines)
+    assert any(line.startswith("warning: measured on a busy machine — runnable tasks") for line in lines)
     rows = list(csv.DictReader((config.paths.bench_results / "results.csv").open()))
     assert rows[-1]["machine"] == "busy"
 

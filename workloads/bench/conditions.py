@@ -8,8 +8,9 @@ Two guards keep contaminated figures out of the results:
   the endpoint without its port, because the REST and gRPC ports of one server share its CPUs;
   a loopback endpoint and the in-process runtimes measure *this machine*, so they share one key.
   A second bench of the same host refuses with one line instead of recording half the throughput.
-* :func:`assess` — the 1-minute load average before and after the scenarios, and this process's
-  CPU time over them, decide whether the machine was busy with *other* work (see its docstring).
+* :func:`assess` — the tasks runnable just before the scenarios, the 1-minute load average just
+  after them, and this process's CPU time over them, decide whether the machine was busy with
+  *other* work (see its docstring).
   A busy run is recorded, marked ``conditions.machine = "busy"`` with the reason, and the report
   shows the mark; the probes are injectable so the rule is tested with fixed readings.
 """
@@ -42,7 +43,7 @@ THIS_MACHINE = "this-machine"
 # threads (or the local server's) had to queue for a CPU.
 BUSY_LOAD_PER_CPU = 1.0
 
-LoadProbe = Callable[[], float]  # the 1-minute load average
+LoadProbe = Callable[[], float]  # runnable tasks, or the 1-minute load average
 CpuClock = Callable[[], float]  # this process's CPU seconds (user + system, all threads)
 WallClock = Callable[[], float]
 
