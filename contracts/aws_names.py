@@ -15,6 +15,8 @@ from dataclasses import dataclass
 CLUSTER_NAME = "ClusterName"
 CLUSTER_ENDPOINT = "ClusterEndpoint"
 MODEL_SYNC_ROLE_ARN = "ModelSyncRoleArn"
+# The Pod Identity role of kubernetes.bench_service_account: writes only BENCH_RESULTS_PREFIX.
+BENCH_RESULTS_ROLE_ARN = "BenchResultsRoleArn"
 DL1_INSTANCE_ID = "Dl1InstanceId"
 BUCKET_KINDS = ("datasets", "models", "results")
 REPOSITORY_KINDS = ("train", "ovms", "bench")

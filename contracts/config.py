@@ -296,6 +296,19 @@ class NodePoolConfig:
             )
 
 
+# The load-generator node pool's name: a reserved key, never one of aws.pools / vsphere.pools.
+BENCH_POOL = "bench"
+
+
+@dataclass(frozen=True)
+class NodeTaint:
+    """A node taint as Kubernetes spells it; CDK, EKS Anywhere and the Job's toleration read this one."""
+
+    key: str
+    value: str
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"]
+
+
 @dataclass(frozen=True)
 class KubernetesConfig:
     """What every cluster (EKS and EKS Anywhere) shares: version, namespace, node labels."""
@@ -307,6 +320,9 @@ class KubernetesConfig:
     label_domain: str = "bone-marrow.ml"
     # Service account (in `namespace`) whose pods sync the model repository from S3 on EKS.
     model_sync_service_account: str = "ovms-model-sync"
+    # Service account (in `namespace`) the in-cluster bench Job runs under: on EKS its Pod Identity
+    # role may only write the results bucket's bench-results/ prefix (model sync stays read-only).
+    bench_service_account: str = "bench-results"
 
     def validate(self) -> None:
         parts = self.version.split(".")
@@ -316,11 +332,11 @@ class KubernetesConfig:
             raise ConfigError(f"kubernetes.namespace must be a DNS label, got {self.namespace!r}")
         if not all(_is_dns_label(p) for p in self.label_domain.split(".")):
             raise ConfigError(f"kubernetes.label_domain must be a DNS name, got {self.label_domain!r}")
-        if not _is_dns_label(self.model_sync_service_account):
-            raise ConfigError(
-                "kubernetes.model_sync_service_account must be a DNS label, "
-                f"got {self.model_sync_service_account!r}"
-            )
+        for key in ("model_sync_service_account", "bench_service_account"):
+            if not _is_dns_label(getattr(self, key)):
+                raise ConfigError(f"kubernetes.{key} must be a DNS label, got {getattr(self, key)!r}")
+        if self.bench_service_account == self.model_sync_service_account:
+            raise ConfigError("kubernetes.bench_service_account must differ from model_sync_service_account")
 
     def pool_labels(self, pool: str, node_pool: NodePoolConfig) -> dict[str, str]:
         """The node labels of a pool: set on the nodes (CDK, EKS-A) and selected by the manifests."""
@@ -328,6 +344,14 @@ class KubernetesConfig:
             f"{self.label_domain}/pool": pool,
             f"{self.label_domain}/cpu-generation": node_pool.cpu_generation,
         }
+
+    def bench_pool_labels(self, node_pool: NodePoolConfig) -> dict[str, str]:
+        """The labels of the load-generator pool (aws/vsphere.bench_pool), which the bench Job selects."""
+        return self.pool_labels(BENCH_POOL, node_pool)
+
+    def bench_taint(self) -> NodeTaint:
+        """The load-generator pool's taint: only the bench Job tolerates it; OVMS never lands there."""
+        return NodeTaint(key=f"{self.label_domain}/dedicated", value=BENCH_POOL, effect="NoSchedule")
 
 
 # The retention periods CloudWatch Logs accepts, in days.
@@ -355,6 +379,14 @@ class AwsConfig:
             "c5": NodePoolConfig(instance_type="c5.large", cpu_generation="cascadelake"),
             "c6i": NodePoolConfig(instance_type="c6i.large", cpu_generation="icelake"),
         }
+    )
+    # Where the in-cluster bench's load generator runs (labelled and tainted: OVMS never lands
+    # there, so client CPU is never taken from the server under test). Zero nodes except while
+    # `invoke bench --in-cluster` runs: it scales the node group up and back to min_size.
+    bench_pool: NodePoolConfig = field(
+        default_factory=lambda: NodePoolConfig(
+            instance_type="c6i.xlarge", cpu_generation="icelake", min_size=0, desired_size=0, max_size=1
+        )
     )
     vpc_cidr: str = "10.40.0.0/16"
     # One NAT gateway is enough for pulls and S3-bound traffic; raise it for zone-level redundancy.
@@ -422,10 +454,7 @@ class AwsConfig:
             )
         if not _is_dns_label(self.resource_prefix):
             raise ConfigError(f"aws.resource_prefix must be a DNS label, got {self.resource_prefix!r}")
-        for name, pool in self.pools.items():
-            if not _is_dns_label(name):
-                raise ConfigError(f"aws.pools key must be a DNS label, got {name!r}")
-            pool.validate(f"aws.pools.{name}")
+        _validate_pools("aws", self.pools, self.bench_pool)
 
 
 @dataclass(frozen=True)
@@ -458,6 +487,12 @@ class VsphereConfig:
             "icelake": NodePoolConfig(instance_type="vsphere-vm", cpu_generation="icelake", desired_size=2),
         }
     )
+    # The load generator's worker group (see aws.bench_pool); its machines are bench_machine.
+    bench_pool: NodePoolConfig = field(
+        default_factory=lambda: NodePoolConfig(
+            instance_type="vsphere-vm", cpu_generation="icelake", min_size=0, desired_size=0, max_size=1
+        )
+    )
     # vCenter host[:port]; credentials come only from EKSA_VSPHERE_USERNAME / EKSA_VSPHERE_PASSWORD.
     server: str = ""
     # SHA-1 fingerprint of the vCenter certificate (colons and case ignored), pinned on every connection.
@@ -488,12 +523,12 @@ class VsphereConfig:
     worker_machine: VsphereMachineSize = field(
         default_factory=lambda: VsphereMachineSize(cpus=8, memory_mib=16384, disk_gib=50)
     )
+    bench_machine: VsphereMachineSize = field(
+        default_factory=lambda: VsphereMachineSize(cpus=4, memory_mib=8192, disk_gib=25)
+    )
 
     def validate(self) -> None:
-        for name, pool in self.pools.items():
-            if not _is_dns_label(name):
-                raise ConfigError(f"vsphere.pools key must be a DNS label, got {name!r}")
-            pool.validate(f"vsphere.pools.{name}")
+        _validate_pools("vsphere", self.pools, self.bench_pool)
         if "/" in self.server or " " in self.server:
             raise ConfigError(
                 f"vsphere.server must be host or host:port (no scheme/path), got {self.server!r}"
@@ -520,7 +555,7 @@ class VsphereConfig:
                 raise ConfigError(
                     f"vsphere.eksd_releases.{version} must look like kubernetes-1-34-eks-8, got {release!r}"
                 )
-        for role in ("control_plane_machine", "etcd_machine", "worker_machine"):
+        for role in ("control_plane_machine", "etcd_machine", "worker_machine", "bench_machine"):
             getattr(self, role).validate(f"vsphere.{role}")
 
 
@@ -865,6 +900,18 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
             raise ConfigError(f"{key} must be a string, got {value!r}")
         return str(value)
     raise ConfigError(f"{key}: unsupported type {hint}")
+
+
+def _validate_pools(section: str, pools: Mapping[str, NodePoolConfig], bench_pool: NodePoolConfig) -> None:
+    if not pools:
+        raise ConfigError(f"{section}.pools must name at least one node pool")
+    for name, pool in pools.items():
+        if not _is_dns_label(name):
+            raise ConfigError(f"{section}.pools key must be a DNS label, got {name!r}")
+        if name == BENCH_POOL:
+            raise ConfigError(f"{section}.pools.{BENCH_POOL} is reserved for {section}.bench_pool")
+        pool.validate(f"{section}.pools.{name}")
+    bench_pool.validate(f"{section}.bench_pool")
 
 
 def _positive(key: str, value: int) -> None:

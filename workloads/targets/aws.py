@@ -26,6 +26,9 @@ class AwsTarget(ClusterTarget):
     def node_pools(self, config: ToolkitConfig) -> dict[str, NodePoolConfig]:
         return config.aws.pools
 
+    def bench_pool(self, config: ToolkitConfig) -> NodePoolConfig:
+        return config.aws.bench_pool
+
     def kubeconfig(self, config: ToolkitConfig) -> Path:
         from workloads.deploy.aws import aws_paths
 

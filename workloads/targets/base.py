@@ -84,6 +84,10 @@ class ClusterTarget(DeployTarget):
     def node_pools(self, config: ToolkitConfig) -> dict[str, NodePoolConfig]: ...
 
     @abstractmethod
+    def bench_pool(self, config: ToolkitConfig) -> NodePoolConfig:
+        """The load-generator pool the bench Job runs on (tainted: KubernetesConfig.bench_taint)."""
+
+    @abstractmethod
     def kubeconfig(self, config: ToolkitConfig) -> Path:
         """Where `up` writes the cluster's admin kubeconfig."""
 

@@ -26,6 +26,9 @@ class VsphereTarget(ClusterTarget):
     def node_pools(self, config: ToolkitConfig) -> dict[str, NodePoolConfig]:
         return config.vsphere.pools
 
+    def bench_pool(self, config: ToolkitConfig) -> NodePoolConfig:
+        return config.vsphere.bench_pool
+
     def kubeconfig(self, config: ToolkitConfig) -> Path:
         from infra.eksa.eksctl import kubeconfig_path
 
