@@ -19,6 +19,13 @@ MODEL_SYNC_ROLE_ARN = "ModelSyncRoleArn"
 BENCH_RESULTS_ROLE_ARN = "BenchResultsRoleArn"
 DL1_INSTANCE_ID = "Dl1InstanceId"
 BUCKET_KINDS = ("datasets", "models", "results")
+
+# CloudFormation parameters `invoke up --target aws` fills at deploy time (`cdk deploy --parameters`),
+# so a synth without credentials stays honest: no guessed AMI id, no guessed caller address.
+# The training stack's Habana Deep Learning AMI (type AWS::EC2::Image::Id).
+HABANA_AMI_PARAMETER = "HabanaAmiId"
+# The cluster stack's public-endpoint allow list (CommaDelimitedList of CIDRs).
+ENDPOINT_CIDRS_PARAMETER = "EndpointPublicCidrs"
 REPOSITORY_KINDS = ("train", "ovms", "bench")
 
 # Key prefixes inside the buckets. The OVMS model repository in the models bucket: `up` uploads it
