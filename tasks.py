@@ -1,13 +1,15 @@
 """Invoke CLI of the bone-marrow toolkit. `invoke --list` shows every task; `invoke --help TASK` its flags.
 
 Configuration: typed defaults in contracts/config.py, overridden by `invoke.yaml` (key `bmc`),
-then by `INVOKE_BMC_<SECTION>_<KEY>` environment variables, then by the flags below.
+then by `INVOKE_BMC_<SECTION>_<KEY>` environment variables (one naming no key is an error),
+then by the flags below.
 The tasks only parse arguments and report; the work happens in `workloads`.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ from contracts.config import (
     replace,
 )
 from contracts.errors import ToolkitError, TrainingInterrupted
+from workloads.config_environment import check_environment
 from workloads.targets import (
     DEPLOY_TARGETS,
     TRAINING_TARGETS,
@@ -57,6 +60,7 @@ DEMO_OPTIMIZE = {
     "int8_max_accuracy_drop": 3.0,
     "int8_max_balanced_accuracy_drop": 3.0,
     "int8_max_protected_recall_drop": 9.0,
+    "speed_seconds": 2.0,  # INT8 vs FP32 images/s on this machine, a sanity check (README)
 }
 # What the demo measures: the served INT8 and FP32 models, and TensorFlow in process as the baseline.
 DEMO_BENCHES = (("int8", "server"), ("fp32", "server"), ("fp32", "tensorflow"))
@@ -84,10 +88,20 @@ def _as_strings(value: Any) -> Any:
     return str(value)
 
 
+def _require_config_file(c: Context) -> None:
+    """`invoke -f FILE`: Invoke skips a missing FILE silently; here it is an error."""
+    # Invoke keeps the -f path only on this private attribute of the task's Config.
+    given = getattr(c.config, "_runtime_path", None)
+    if given and not Path(given).expanduser().is_file():
+        raise Exit(f"error: configuration file {given} (invoke -f) not found", code=2)
+
+
 def load(c: Context, artifacts_dir: str | None = None) -> ToolkitConfig:
     """The effective configuration: defaults < invoke.yaml < environment < --artifacts-dir."""
+    _require_config_file(c)
     try:
         mapping = _plain(c.config.get("bmc", {}))
+        check_environment(os.environ, mapping)
         if artifacts_dir:
             mapping["artifacts_dir"] = artifacts_dir
         return load_config(mapping)
@@ -259,7 +273,8 @@ def optimize_run(c, run=None, int8_max_drop=None, calibration_size=None, model_n
     help={
         "target": describe(DEPLOY_TARGETS.values(), lambda t: t.summary),
         "hint": "local: OpenVINO performance hint, THROUGHPUT or LATENCY",
-        "dry_run": "aws: synthesize and show `cdk diff` (with credentials), deploy nothing; "
+        "dry_run": "aws: synthesize (no credentials needed) and, with credentials, show `cdk diff`; "
+        "deploy nothing; "
         "vsphere: discover, preflight, write the validated spec, print the eksctl command, stop",
         "model_bucket": "vsphere, ovms.eksa_model_delivery=secret-sync: S3 bucket of the model repository",
         "model_prefix": f"vsphere: key prefix of the models (default: {MODEL_REPOSITORY_PREFIX})",
@@ -310,7 +325,6 @@ def down(c, target="local", artifacts_dir=None):
 
 
 IN_CLUSTER = either(target_names(lambda t: t.in_cluster_bench))
-SCENARIOS = {"batch": ("batch",), "realtime": ("realtime",), "all": ("batch", "realtime")}
 
 
 @task(
@@ -322,8 +336,19 @@ SCENARIOS = {"batch": ("batch",), "realtime": ("realtime",), "all": ("batch", "r
         "endpoint": "any KServe v2 server (OVMS included): http://host:port for REST, host:port for gRPC",
         "pool": "node pool to measure (aws: c5, c6i; vsphere: icelake; default: every recorded pool)",
         "runtime": "server (over the network), or openvino / tensorflow in process (baselines)",
-        "scenario": "batch (Offline: images/s), realtime (SingleStream: latency) or all",
-        "precision": "fp32, fp16 or int8 (model <name>-<precision>)",
+        "scenario": "batch (Offline: images/s), realtime (SingleStream: latency), all (both; the default), "
+        "sweep (throughput–latency curve), rate (open loop) or max-rate (highest rate under a p99 bound); "
+        "default: the modes whose flags are given, else all",
+        "concurrency_range": "sweep: concurrencies as start:end:step (perf_analyzer's) or a list 1,2,4,8",
+        "request_rate_range": "rate: requests/s as start:end:step or a list 10,20,40",
+        "request_distribution": "rate and max-rate: arrivals poisson (default) or constant",
+        "latency_threshold": "max-rate: the p99 bound in ms",
+        "max_in_flight": "rate and max-rate: most requests outstanding at once",
+        "window_seconds": "load modes: seconds per measurement window",
+        "stability_percent": "load modes: windows agree within ±this % of their mean (throughput, latency)",
+        "max_windows": "load modes: windows per point before giving up on stability (stable: false)",
+        "precision": "fp32, fp16, int8 (each executed in f32 where not quantized) or bf16 (the fp32 IR "
+        "executed in bf16; AVX512_BF16/AMX CPUs only) — model <name>-<precision>",
         "protocol": "grpc or rest (binary tensors either way, never JSON tensors)",
         "input_format": "tensor (client-side resize) or jpeg (server decodes)",
         "batch_size": "images per request in the batch scenario",
@@ -335,9 +360,14 @@ SCENARIOS = {"batch": ("batch",), "realtime": ("realtime",), "all": ("batch", "r
         "read its result from the pod log and write it under <artifacts>/bench",
         "image": "--in-cluster: the bench image (images/bench), e.g. REGISTRY/bench:TAG",
         "artifacts_s3": "--in-cluster: s3://bucket/prefix holding the artifacts tree (models/, data/) "
-        "the Job syncs in",
+        "the Job syncs in (default on aws: the models bucket's aws.bench_artifacts_prefix)",
         "artifacts_pvc": "--in-cluster: PersistentVolumeClaim holding the artifacts tree instead of S3",
         "s3_endpoint": "--in-cluster on vsphere: URL of an S3-compatible store (default: AWS S3)",
+        "results_s3": "--in-cluster from S3: s3://bucket/prefix the Job uploads its results "
+        "under <target>/<pool>/<job>/ (default: aws: the results bucket's bench-results/; "
+        "vsphere: vsphere.bench_results_s3)",
+        "dry_run": "--in-cluster: render and validate every pool's Job, print where; "
+        "touch no cluster and no cloud",
         "print_result": "print the result JSON between marker lines (what the in-cluster Job does)",
         "artifacts_dir": "root folder of all artifacts (default: artifacts)",
     },
@@ -349,7 +379,15 @@ def bench_run(
     endpoint=None,
     pool=None,
     runtime="server",
-    scenario="all",
+    scenario=None,
+    concurrency_range=None,
+    request_rate_range=None,
+    request_distribution=None,
+    latency_threshold=None,
+    max_in_flight=None,
+    window_seconds=None,
+    stability_percent=None,
+    max_windows=None,
     precision=None,
     protocol=None,
     input_format=None,
@@ -362,10 +400,14 @@ def bench_run(
     artifacts_s3=None,
     artifacts_pvc=None,
     s3_endpoint=None,
+    results_s3=None,
+    dry_run=False,
     print_result=False,
     artifacts_dir=None,
 ):
     """Benchmark batch (images/s) and real-time (latency) inference; writes JSON + CSV results."""
+    from workloads.bench.load_modes import scenarios_for
+    from workloads.bench.loadgen import parse_levels
     from workloads.bench.run import bench_targets, run_bench
 
     if target not in DEPLOY_TARGETS:
@@ -375,12 +417,25 @@ def bench_run(
         raise Exit(f"error: --in-cluster needs --target {IN_CLUSTER}, no --endpoint, runtime server", code=2)
     if in_cluster and not image:
         raise Exit("error: --in-cluster needs the bench image: --image REGISTRY/bench:TAG", code=2)
-    if not in_cluster and (image or artifacts_s3 or artifacts_pvc or s3_endpoint):
+    if not in_cluster and (image or artifacts_s3 or artifacts_pvc or s3_endpoint or results_s3 or dry_run):
         raise Exit(
-            "error: --image, --artifacts-s3/-pvc and --s3-endpoint apply only with --in-cluster", code=2
+            "error: --image, --artifacts-s3/-pvc, --results-s3, --s3-endpoint and --dry-run apply only "
+            "with --in-cluster",
+            code=2,
         )
-    if scenario not in SCENARIOS:
-        raise Exit(f"error: unknown scenario {scenario!r}; choose batch, realtime or all", code=2)
+    if results_s3 and artifacts_pvc:
+        raise Exit(
+            "error: --results-s3 does not apply with --artifacts-pvc (the claim keeps its results)", code=2
+        )
+    modes = {"sweep": concurrency_range, "rate": request_rate_range, "max-rate": latency_threshold}
+    try:
+        scenarios = scenarios_for(scenario, given={mode for mode, flag in modes.items() if flag is not None})
+        sweep = concurrency_range and parse_levels(concurrency_range, int, "--concurrency-range")
+        rates = request_rate_range and parse_levels(request_rate_range, float, "--request-rate-range")
+    except ToolkitError as exc:
+        raise Exit(f"error: {exc}", code=2) from None
+    if in_cluster and scenarios != ("batch", "realtime"):
+        raise Exit("error: --in-cluster runs the batch and realtime scenarios only", code=2)
     if runtime not in ("server", "openvino", "tensorflow"):
         raise Exit(f"error: unknown runtime {runtime!r}; choose server, openvino or tensorflow", code=2)
     config = replace_or_exit(
@@ -393,9 +448,19 @@ def bench_run(
         concurrency=concurrency,
         repetitions=repetitions,
         min_duration_seconds=min_duration,
+        sweep_concurrency=sweep,
+        request_rates=rates,
+        request_distribution=request_distribution,
+        p99_bound_ms=latency_threshold,
+        max_in_flight=max_in_flight,
+        window_seconds=window_seconds,
+        stability_percent=stability_percent,
+        max_windows=max_windows,
     )
     if in_cluster:
-        _bench_in_cluster(config, target, pool, image, artifacts_s3, artifacts_pvc, s3_endpoint)
+        _bench_in_cluster(
+            config, target, pool, image, artifacts_s3, artifacts_pvc, s3_endpoint, results_s3, dry_run
+        )
         return
     try:
         label, pools = bench_targets(config, target=target, endpoint=endpoint, pool=pool, runtime=runtime)
@@ -409,15 +474,17 @@ def bench_run(
             endpoint=pool_endpoint,
             pool=pool_name,
             runtime=runtime,
-            scenarios=SCENARIOS[scenario],
+            scenarios=scenarios,
         )
         if print_result:
-            from workloads.bench.in_cluster import framed_result
+            from workloads.bench.result_frame import framed_result
 
             print(framed_result(document), flush=True)
 
 
-def _bench_in_cluster(config, target, pool, image, artifacts_s3, artifacts_pvc, s3_endpoint):
+def _bench_in_cluster(
+    config, target, pool, image, artifacts_s3, artifacts_pvc, s3_endpoint, results_s3, dry_run
+):
     from workloads.bench import in_cluster
 
     artifacts = run_step(
@@ -428,16 +495,21 @@ def _bench_in_cluster(config, target, pool, image, artifacts_s3, artifacts_pvc, 
         pvc=artifacts_pvc,
         endpoint_url=s3_endpoint or "",
     )
+    results = None
+    if not artifacts_pvc:
+        results = run_step(
+            in_cluster.results_location,
+            config,
+            target=target,
+            s3_uri=results_s3,
+            endpoint_url=s3_endpoint or "",
+        )
+    jobs = {"target": target, "pool": pool, "image": image or "", "artifacts": artifacts, "results": results}
+    if dry_run:
+        run_step(in_cluster.dry_run, config, **jobs)
+        return
     kubeconfig = run_step(in_cluster.kubeconfig_for, config, target)
-    run_step(
-        in_cluster.run_in_cluster,
-        config,
-        target=target,
-        pool=pool,
-        image=image or "",
-        kubeconfig=kubeconfig,
-        artifacts=artifacts,
-    )
+    run_step(in_cluster.run_in_cluster, config, kubeconfig=kubeconfig, **jobs)
 
 
 @task(
@@ -446,16 +518,20 @@ def _bench_in_cluster(config, target, pool, image, artifacts_s3, artifacts_pvc, 
         "results": "result files or folders, comma-separated (default: <artifacts>/bench)",
         "out": "folder for report.md and report.png (default: <artifacts>/bench/report)",
         "artifacts_dir": "root folder of all artifacts (default: artifacts)",
+        "live_prices": "price nodes from the AWS Pricing API (needs AWS credentials) instead of the "
+        "dated bench.prices table",
     },
 )
-def bench_report(c, results=None, out=None, artifacts_dir=None):
+def bench_report(c, results=None, out=None, artifacts_dir=None, live_prices=False):
     """Merge benchmark results into a Markdown table (targets x batch/real-time) and a PNG chart."""
+    from workloads.bench.pricing import configured_report_prices
     from workloads.bench.report import write_report
 
     config = load(c, artifacts_dir)
     paths = [Path(p) for p in results.split(",")] if results else [config.paths.bench_results]
     out_dir = Path(out) if out else config.paths.bench_results / "report"
-    markdown, _chart = run_step(write_report, paths, out_dir, config.bench.usd_per_hour)
+    prices = run_step(configured_report_prices, config, live=live_prices)
+    markdown, _chart = run_step(write_report, paths, out_dir, prices)
     print(markdown.read_text())
 
 
@@ -467,6 +543,7 @@ def bench_report(c, results=None, out=None, artifacts_dir=None):
 )
 def pipeline(c, images_per_class=None, artifacts_dir=None):
     """The local demo: synthetic data → CPU training → OpenVINO FP32/INT8 → local server → benchmark."""
+    from workloads.bench.pricing import configured_report_prices
     from workloads.bench.report import write_report
     from workloads.bench.run import run_bench
     from workloads.data.manifest import SplitManifest
@@ -498,11 +575,11 @@ def pipeline(c, images_per_class=None, artifacts_dir=None):
             target="local",
             endpoint=None,
             runtime=runtime,
-            scenarios=SCENARIOS["all"],
+            scenarios=("batch", "realtime"),
         )
         written.append(path)
     markdown, chart = run_step(
-        write_report, written, config.paths.bench_results / "report", config.bench.usd_per_hour
+        write_report, written, config.paths.bench_results / "report", configured_report_prices(config)
     )
     print(markdown.read_text())
     print(f"chart: {chart}\nthe local server keeps running; stop it with `invoke down --target local`")
@@ -605,13 +682,17 @@ def k8s_render(
         print(path)
 
 
-@task(name="show", default=True)
-def config_show(c):
-    """Print the effective configuration (defaults < invoke.yaml < INVOKE_BMC_* environment)."""
+@task(
+    name="show",
+    default=True,
+    help={"artifacts_dir": "root folder of all artifacts (default: artifacts)"},
+)
+def config_show(c, artifacts_dir=None):
+    """Print the effective configuration (defaults < invoke.yaml < INVOKE_BMC_* environment < flags)."""
     import dataclasses
     import json
 
-    print(json.dumps(dataclasses.asdict(load(c)), indent=2))
+    print(json.dumps(dataclasses.asdict(load(c, artifacts_dir)), indent=2))
 
 
 ns = Collection(pipeline, up, down)

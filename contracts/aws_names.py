@@ -39,6 +39,10 @@ RUNS_PREFIX = "runs"
 
 # The tag `invoke train --target dl1` finds the DL1 instance by.
 DL1_TAG_KEY = "Name"
+# The custom metric the DL1 training command publishes (dimension InstanceId) while it runs; the
+# instance's idle stop does not fire while it arrives, however low the CPU (the work is on Gaudi).
+DL1_HEARTBEAT_NAMESPACE = "BoneMarrow/Training"
+DL1_HEARTBEAT_METRIC = "TrainingHeartbeat"
 
 
 def nodegroup_output(pool: str) -> str:

@@ -14,6 +14,7 @@ import re
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,7 +23,9 @@ from contracts.errors import ConfigError
 DataSource = Literal["synthetic", "local", "kaggle"]
 Backbone = Literal["mobilenet_v3_large", "mobilenet_v3_small", "efficientnet_v2_b0", "resnet50"]
 Device = Literal["auto", "cpu", "gpu", "hpu"]
-Precision = Literal["fp32", "fp16", "int8"]
+# A served variant. bf16 is the FP32 IR executed in bf16 (AVX512_BF16 / AMX CPUs only); the others
+# are IRs of their own, executed in f32 where not quantized (contracts.model_repository).
+Precision = Literal["fp32", "fp16", "int8", "bf16"]
 CacheMode = Literal["auto", "memory", "none"]
 PerformanceHint = Literal["THROUGHPUT", "LATENCY"]
 InputFormat = Literal["tensor", "jpeg"]
@@ -146,6 +149,9 @@ class OptimizeConfig:
     # TF vs OpenVINO FP32 parity on the same images: max |Δ probability| allowed.
     parity_tolerance: float = 1e-3
     parity_images: int = 32
+    # Each published IR's speed on the build machine (f32-pinned, the local server's settings,
+    # bench.batch_size): seconds per variant after a short warm-up; 0 skips it.
+    speed_seconds: float = 3.0
 
     def validate(self) -> None:
         if not self.model_name or not all(c.isalnum() or c in "-_" for c in self.model_name):
@@ -154,6 +160,11 @@ class OptimizeConfig:
             )
         if "fp32" not in self.precisions:
             raise ConfigError("optimize.precisions must include 'fp32' (the reference for INT8 and parity)")
+        if "bf16" in self.precisions:
+            raise ConfigError(
+                "optimize.precisions cannot list bf16: it is the fp32 IR executed in bf16, not an IR of "
+                "its own; list it in serving.precisions or set bench.precision instead"
+            )
         for name in (
             "int8_max_accuracy_drop",
             "int8_max_balanced_accuracy_drop",
@@ -176,6 +187,10 @@ class OptimizeConfig:
         _positive("optimize.parity_images", self.parity_images)
         if not self.parity_tolerance > 0:
             raise ConfigError(f"optimize.parity_tolerance must be > 0, got {self.parity_tolerance}")
+        if not 0 <= self.speed_seconds <= 60:
+            raise ConfigError(
+                f"optimize.speed_seconds must be in [0, 60] (0 skips it), got {self.speed_seconds}"
+            )
 
 
 @dataclass(frozen=True)
@@ -237,6 +252,34 @@ class ServingConfig:
 
 
 @dataclass(frozen=True)
+class PriceTable:
+    """Dated on-demand $/hour per instance type: the report's cost per million images.
+
+    `invoke bench.report --live-prices` asks the AWS Pricing API instead (with credentials).
+    """
+
+    # When the prices were read and for which region (on-demand, Linux, shared tenancy).
+    as_of: str = "2026-12-01"
+    region: str = "us-east-1"
+    usd_per_hour: dict[str, float] = field(
+        default_factory=lambda: {"c5.large": 0.085, "c6i.large": 0.085, "c7i.large": 0.08925}
+    )
+
+    def validate(self) -> None:
+        try:
+            date.fromisoformat(self.as_of)
+        except ValueError:
+            raise ConfigError(f"bench.prices.as_of must be a date (YYYY-MM-DD), got {self.as_of!r}") from None
+        if not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d", self.region):
+            raise ConfigError(
+                f"bench.prices.region must be an AWS region (e.g. us-east-1), got {self.region!r}"
+            )
+        for key, value in self.usd_per_hour.items():
+            if value < 0:
+                raise ConfigError(f"bench.prices.usd_per_hour.{key} must be >= 0, got {value}")
+
+
+@dataclass(frozen=True)
 class BenchConfig:
     """`invoke bench`: MLPerf-style Offline (batch) and SingleStream (real-time) scenarios."""
 
@@ -255,12 +298,36 @@ class BenchConfig:
     paper_images: int = 10
     known_answer_images: int = 8
     request_timeout_seconds: float = 30.0
-    # $/hour per target or pool (e.g. {"c5": 0.085, "c6i": 0.085}); enables cost per million images.
+    # Load modes (sweep, rate, max-rate; workloads.bench.load_modes): each point is measured in
+    # windows of window_seconds (and min_requests) until the last stable_windows agree within
+    # ±stability_percent % (throughput and mean latency), at most max_windows (else stable: false).
+    window_seconds: float = 2.0
+    stability_percent: float = 10.0
+    stable_windows: int = 3
+    max_windows: int = 10
+    # sweep: closed loop of batch_size requests at each concurrency (the throughput–latency curve).
+    sweep_concurrency: tuple[int, ...] = (1, 2, 4, 8)
+    # rate / max-rate: open loop of rate_batch_size-image requests, arrivals poisson or constant,
+    # at most max_in_flight outstanding; arrival_seed makes the schedule repeatable.
+    request_rates: tuple[float, ...] = (10.0, 20.0, 40.0)
+    request_distribution: Literal["poisson", "constant"] = "poisson"
+    rate_batch_size: int = 1
+    max_in_flight: int = 16
+    arrival_seed: int = 0
+    # max-rate: the highest request rate whose p99 stays within p99_bound_ms (≥ 95 % achieved),
+    # searched from rate_search_start (requests/s) in at most rate_search_steps rates.
+    p99_bound_ms: float = 50.0
+    rate_search_start: float = 10.0
+    rate_search_steps: int = 10
+    # Your own $/hour per pool or target (e.g. {"vsphere": 0.40} for amortised on-prem hosts); wins
+    # over `prices`, which price a pool by its instance type.
     usd_per_hour: dict[str, float] = field(default_factory=dict)
+    prices: PriceTable = field(default_factory=PriceTable)
 
     def validate(self) -> None:
         for name in ("batch_size", "concurrency", "min_requests", "repetitions", "paper_images"):
             _positive(f"bench.{name}", getattr(self, name))
+        self._validate_load_modes()
         _non_negative("bench.known_answer_images", self.known_answer_images)
         if self.repetitions < 3:
             raise ConfigError(
@@ -272,6 +339,24 @@ class BenchConfig:
         for key, value in self.usd_per_hour.items():
             if value < 0:
                 raise ConfigError(f"bench.usd_per_hour.{key} must be >= 0, got {value}")
+        self.prices.validate()
+
+    def _validate_load_modes(self) -> None:
+        counts = ("stable_windows", "max_windows", "rate_batch_size", "max_in_flight", "rate_search_steps")
+        for name in counts:
+            _positive(f"bench.{name}", getattr(self, name))
+        for name in ("window_seconds", "stability_percent", "p99_bound_ms", "rate_search_start"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"bench.{name} must be > 0, got {getattr(self, name)}")
+        if self.max_windows < self.stable_windows:
+            raise ConfigError(
+                f"bench.max_windows must be >= bench.stable_windows ({self.stable_windows}), "
+                f"got {self.max_windows}"
+            )
+        for name in ("sweep_concurrency", "request_rates"):
+            levels = getattr(self, name)
+            if not levels or any(level <= 0 for level in levels):
+                raise ConfigError(f"bench.{name} must list values > 0, got {list(levels)}")
 
 
 @dataclass(frozen=True)
@@ -310,6 +395,80 @@ class NodeTaint:
 
 
 @dataclass(frozen=True)
+class Resources:
+    """CPU (millicores) and memory (MiB): what a node offers pods, or what pods request of it."""
+
+    cpu_millicores: int = 0
+    memory_mib: int = 0
+
+    def validate(self, key: str) -> None:
+        _non_negative(f"{key}.cpu_millicores", self.cpu_millicores)
+        _non_negative(f"{key}.memory_mib", self.memory_mib)
+
+
+def eks_kube_reserved_cpu(vcpus: int) -> int:
+    """EKS's kube-reserved CPU (millicores): 6% of the first core, 1% of the second, 0.5% of cores
+    3-4 and 0.25% of every core above."""
+    tiers = ((1, 60.0), (1, 10.0), (2, 5.0))
+    reserved, left = 0.0, vcpus
+    for cores, per_core in tiers:
+        reserved += min(left, cores) * per_core
+        left = max(0, left - cores)
+    return round(reserved + left * 2.5)
+
+
+def eks_node_allocatable(vcpus: int, memory_mib: int, max_pods: int) -> Resources:
+    """kubelet's allocatable on an EKS AL2023 node (nodeadm's reserves).
+
+    memory: the instance's memory less 7.5% that the kernel and firmware keep (Karpenter's VM
+    memory overhead), minus kube-reserved (255 MiB + 11 MiB × max pods) and the 100 MiB
+    hard-eviction threshold.
+    """
+    return Resources(
+        cpu_millicores=vcpus * 1000 - eks_kube_reserved_cpu(vcpus),
+        memory_mib=int(memory_mib * 0.925) - (255 + 11 * max_pods) - 100,
+    )
+
+
+def _eks_node_allocatable() -> dict[str, Resources]:
+    # instance type: vCPUs, memory MiB, max pods (ENIs × (IPv4 per ENI - 1) + 2, EC2's ENI table)
+    table = {
+        "c5.large": (2, 4096, 29),
+        "c5.xlarge": (4, 8192, 58),
+        "c6i.large": (2, 4096, 29),
+        "c6i.xlarge": (4, 8192, 58),
+        "c7i.large": (2, 4096, 29),
+    }
+    return {name: eks_node_allocatable(*sizes) for name, sizes in table.items()}
+
+
+@dataclass(frozen=True)
+class CpuGeneration:
+    """What an Intel Xeon generation executes natively; decides which precisions a pool serves."""
+
+    # AVX512_BF16 or AMX-BF16: OpenVINO runs bf16 natively (and defaults to it unless pinned to f32).
+    bf16: bool = False
+    # Advanced Matrix Extensions (AMX-BF16 and AMX-INT8 tiles): Sapphire Rapids onwards.
+    amx: bool = False
+
+    def validate(self, key: str) -> None:
+        if self.amx and not self.bf16:
+            raise ConfigError(f"{key}: amx implies bf16 (AMX-BF16); set bf16: true")
+
+
+def _cpu_generations() -> dict[str, CpuGeneration]:
+    # Intel's ISA tables: Cooper Lake added AVX512_BF16 without AMX; Sapphire Rapids added AMX.
+    return {
+        "skylake": CpuGeneration(),
+        "cascadelake": CpuGeneration(),
+        "cooperlake": CpuGeneration(bf16=True),
+        "icelake": CpuGeneration(),
+        "sapphirerapids": CpuGeneration(bf16=True, amx=True),
+        "emeraldrapids": CpuGeneration(bf16=True, amx=True),
+    }
+
+
+@dataclass(frozen=True)
 class KubernetesConfig:
     """What every cluster (EKS and EKS Anywhere) shares: version, namespace, node labels."""
 
@@ -323,8 +482,47 @@ class KubernetesConfig:
     # Service account (in `namespace`) the in-cluster bench Job runs under: on EKS its Pod Identity
     # role may only write the results bucket's bench-results/ prefix (model sync stays read-only).
     bench_service_account: str = "bench-results"
+    # The bench Job's Guaranteed requests (whole CPUs): they fit the bench pool's node beside its
+    # daemonsets (aws.bench_pool c6i.xlarge; vsphere.bench_machine), never the server's node.
+    bench_job_cpus: int = 3
+    bench_job_memory_mib: int = 4096
+    # Allocatable of one EKS node per instance type (aws.pools / aws.bench_pool); capacity checks
+    # read it. vSphere pools derive theirs from vsphere.worker_machine / bench_machine.
+    node_allocatable: dict[str, Resources] = field(default_factory=_eks_node_allocatable)
+    # Native capabilities per pools' cpu_generation: a pool whose generation has bf16 serves the
+    # bf16 variant of the FP32 IR beside FP32 and INT8. A generation not listed counts as none.
+    cpu_generations: dict[str, CpuGeneration] = field(default_factory=_cpu_generations)
+    # What kube-system pods request of every node, per cluster kind. CoreDNS is a Deployment of
+    # 2 replicas that may both land on any node: counted twice on each (100m / 70Mi each).
+    eks_system_pods: dict[str, Resources] = field(
+        default_factory=lambda: {
+            "aws-node": Resources(cpu_millicores=50),  # aws-node 25m + network policy agent 25m
+            "kube-proxy": Resources(cpu_millicores=100),
+            "eks-pod-identity-agent": Resources(),  # its add-on sets no requests
+            "coredns": Resources(cpu_millicores=200, memory_mib=140),
+        }
+    )
+    eksa_system_pods: dict[str, Resources] = field(
+        default_factory=lambda: {
+            "cilium": Resources(cpu_millicores=100, memory_mib=128),
+            "kube-proxy": Resources(cpu_millicores=100),
+            "coredns": Resources(cpu_millicores=200, memory_mib=140),
+        }
+    )
+    # Namespace whose pods (Prometheus) may scrape OVMS's /metrics; "" = no scrape NetworkPolicy.
+    monitoring_namespace: str = "monitoring"
 
     def validate(self) -> None:
+        for table in ("node_allocatable", "eks_system_pods", "eksa_system_pods"):
+            for name, amount in getattr(self, table).items():
+                amount.validate(f"kubernetes.{table}.{name}")
+        for name, generation in self.cpu_generations.items():
+            generation.validate(f"kubernetes.cpu_generations.{name}")
+        if self.monitoring_namespace and not _is_dns_label(self.monitoring_namespace):
+            raise ConfigError(
+                "kubernetes.monitoring_namespace must be a DNS label or empty, "
+                f"got {self.monitoring_namespace!r}"
+            )
         parts = self.version.split(".")
         if len(parts) != 2 or not all(p.isdigit() for p in parts):
             raise ConfigError(f"kubernetes.version must look like 1.34, got {self.version!r}")
@@ -337,6 +535,15 @@ class KubernetesConfig:
                 raise ConfigError(f"kubernetes.{key} must be a DNS label, got {getattr(self, key)!r}")
         if self.bench_service_account == self.model_sync_service_account:
             raise ConfigError("kubernetes.bench_service_account must differ from model_sync_service_account")
+        _positive("kubernetes.bench_job_cpus", self.bench_job_cpus)
+        if self.bench_job_memory_mib < 512:
+            raise ConfigError(
+                f"kubernetes.bench_job_memory_mib must be >= 512, got {self.bench_job_memory_mib}"
+            )
+
+    def supports_bf16(self, generation: str) -> bool:
+        """Whether nodes of this cpu_generation execute bf16 natively (unknown generations: no)."""
+        return self.cpu_generations.get(generation, CpuGeneration()).bf16
 
     def pool_labels(self, pool: str, node_pool: NodePoolConfig) -> dict[str, str]:
         """The node labels of a pool: set on the nodes (CDK, EKS-A) and selected by the manifests."""
@@ -365,9 +572,97 @@ def _is_ipv4_cidr(value: str) -> bool:
         return False
 
 
+# An AWS region name: us-east-1, eu-central-2, us-gov-west-1, cn-northwest-1, us-isob-east-1.
+# Whether it exists is checked at deploy time against botocore's partition data.
+AWS_REGION_PATTERN = r"[a-z]{2,4}(-[a-z]+)+-[0-9]{1,2}"
+# The widest public-endpoint allow list accepted: each block at most a /16 (an organisation's range,
+# 65,536 addresses), all of them together at most 2**20 addresses. Anything wider is as good as
+# opening the Kubernetes API to the internet.
+ENDPOINT_CIDR_MIN_PREFIX = 16
+ENDPOINT_CIDRS_MAX_ADDRESSES = 2**20
+# Sources the public endpoint never sees (EKS refuses them in publicAccessCidrs): private, shared,
+# loopback, link-local, "this network", multicast and reserved space.
+NON_PUBLIC_IPV4 = tuple(
+    ipaddress.IPv4Network(cidr)
+    for cidr in (
+        "0.0.0.0/8",
+        "10.0.0.0/8",
+        "100.64.0.0/10",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "224.0.0.0/3",
+    )
+)
+
+
+def _check_endpoint_cidrs(key: str, cidrs: tuple[str, ...]) -> None:
+    networks = []
+    for cidr in cidrs:
+        if not _is_ipv4_cidr(cidr):
+            raise ConfigError(f"{key}: {cidr!r} is not a restricted IPv4 CIDR (a.b.c.d/n, host bits zero)")
+        network = ipaddress.IPv4Network(cidr)
+        if network.prefixlen < ENDPOINT_CIDR_MIN_PREFIX:
+            raise ConfigError(
+                f"{key}: {cidr!r} is not a restricted IPv4 CIDR: it opens the Kubernetes API to "
+                f"{network.num_addresses:,} addresses (the widest accepted is a /{ENDPOINT_CIDR_MIN_PREFIX})"
+            )
+        if any(network.overlaps(reserved) for reserved in NON_PUBLIC_IPV4):
+            raise ConfigError(
+                f"{key}: {cidr!r} is not a public address range (the public endpoint only ever sees "
+                "public source addresses; inside the VPC the private endpoint is used)"
+            )
+        networks.append(network)
+    total = sum(n.num_addresses for n in ipaddress.collapse_addresses(networks))
+    if total > ENDPOINT_CIDRS_MAX_ADDRESSES:
+        raise ConfigError(
+            f"{key} together cover {total:,} addresses (at most {ENDPOINT_CIDRS_MAX_ADDRESSES:,}): "
+            "list the ranges you deploy and benchmark from"
+        )
+
+
+# An EKS add-on version as DescribeAddonVersions names it: v1.20.4-eksbuild.1.
+EKS_ADDON_VERSION_PATTERN = r"v\d+\.\d+\.\d+-eksbuild\.\d+"
+# A key prefix without leading or trailing '/': bench-artifacts, team/bench.
+S3_PREFIX_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*"
+
+
+@dataclass(frozen=True)
+class EksAddons:
+    """Versions of the EKS managed add-ons the cluster runs, pinned (defaults: for kubernetes.version 1.34).
+
+    `aws eks describe-addon-versions --kubernetes-version 1.34 --addon-name vpc-cni` lists the
+    valid ones; kube_proxy must be of the cluster's own minor version.
+    """
+
+    vpc_cni: str = "v1.20.4-eksbuild.1"
+    kube_proxy: str = "v1.34.1-eksbuild.2"
+    coredns: str = "v1.12.4-eksbuild.1"
+    pod_identity_agent: str = "v1.3.10-eksbuild.2"
+
+    def validate(self, key: str) -> None:
+        for name in ("vpc_cni", "kube_proxy", "coredns", "pod_identity_agent"):
+            if not re.fullmatch(EKS_ADDON_VERSION_PATTERN, getattr(self, name)):
+                raise ConfigError(
+                    f"{key}.{name} must be an EKS add-on version like v1.20.4-eksbuild.1, "
+                    f"got {getattr(self, name)!r}"
+                )
+
+    def check_kubernetes_version(self, key: str, kubernetes_version: str) -> None:
+        """Checked where the EKS cluster is built (the vSphere side shares kubernetes.version)."""
+        if not self.kube_proxy.startswith(f"v{kubernetes_version}."):
+            raise ConfigError(
+                f"{key}.kube_proxy {self.kube_proxy!r} is not for kubernetes.version {kubernetes_version} "
+                f"(pin the add-on versions of that version: aws eks describe-addon-versions "
+                f"--kubernetes-version {kubernetes_version})"
+            )
+
+
 @dataclass(frozen=True)
 class AwsConfig:
-    """The EKS side: region, node groups on c5 (Cascade Lake) and c6i (Ice Lake), DL1 training."""
+    """The EKS side: region, node groups on c5 (Cascade Lake), c6i (Ice Lake) and c7i (Sapphire
+    Rapids, AMX), DL1 training."""
 
     region: str = "us-east-1"
     # Explicit zones (no synth-time lookup); dl1.24xlarge is offered in these.
@@ -378,6 +673,7 @@ class AwsConfig:
         default_factory=lambda: {
             "c5": NodePoolConfig(instance_type="c5.large", cpu_generation="cascadelake"),
             "c6i": NodePoolConfig(instance_type="c6i.large", cpu_generation="icelake"),
+            "c7i": NodePoolConfig(instance_type="c7i.large", cpu_generation="sapphirerapids"),
         }
     )
     # Where the in-cluster bench's load generator runs (labelled and tainted: OVMS never lands
@@ -391,13 +687,28 @@ class AwsConfig:
     vpc_cidr: str = "10.40.0.0/16"
     # One NAT gateway is enough for pulls and S3-bound traffic; raise it for zone-level redundancy.
     nat_gateways: int = 1
-    # Empty: the Kubernetes API is reachable only inside the VPC. Otherwise also publicly, from these.
+    # Who may reach the public endpoint (endpoint_access public-and-private); empty: the address of
+    # the machine running `invoke up` (/32). Each block a public /16 or narrower.
     endpoint_public_cidrs: tuple[str, ...] = ()
     # IAM role/user ARNs given cluster admin; empty: `invoke up` uses the deploying principal.
     cluster_admin_arns: tuple[str, ...] = ()
+    # public-and-private: the Kubernetes API is also public, but only to the CIDRs `invoke up` passes
+    # in the cluster stack's EndpointPublicCidrs parameter (the caller's address, or
+    # endpoint_public_cidrs); private: reachable only inside the VPC (no parameter).
+    endpoint_access: Literal["public-and-private", "private"] = "public-and-private"
+    # The cluster's upgrade policy: STANDARD is upgraded automatically when standard support ends,
+    # so extended-support pricing never starts silently; EXTENDED opts in to it.
+    cluster_support_type: Literal["STANDARD", "EXTENDED"] = "STANDARD"
+    addons: EksAddons = field(default_factory=EksAddons)
+    # Prefix of the models bucket the in-cluster bench reads its artifacts tree (models/, data/)
+    # from; its results go to the results bucket's bench-results/ (contracts.aws_names).
+    bench_artifacts_prefix: str = "bench-artifacts"
+    # `invoke up` runs where the private endpoint is reachable (inside the VPC, or over a VPN or
+    # Direct Connect into it): the reachability check before deploying is then skipped.
+    deploy_from_vpc: bool = False
     dl1_instance_type: str = "dl1.24xlarge"
-    # Habana Deep Learning AMI per region, pinned (no lookup at synth time). Find the current one with
-    # aws ec2 describe-images --owners amazon --filters "Name=name,Values=*Deep Learning AMI Habana*".
+    # Habana Deep Learning AMI per region, pinned. Unpinned, `invoke up` uses the one it recorded for
+    # the region in <artifacts>/deploy/aws/habana-ami.json, else finds the newest (and records it).
     habana_ami_ids: dict[str, str] = field(default_factory=dict)
     # Root volume of the DL1 instance: dataset, images and checkpoints.
     dl1_volume_gib: int = 500
@@ -411,6 +722,8 @@ class AwsConfig:
     log_retention_days: int = 90
 
     def validate(self) -> None:
+        if not re.fullmatch(AWS_REGION_PATTERN, self.region):
+            raise ConfigError(f"aws.region must be an AWS region name like us-east-1, got {self.region!r}")
         if len(self.availability_zones) < 2:
             raise ConfigError("aws.availability_zones must list at least two zones (EKS needs two)")
         for zone in self.availability_zones:
@@ -422,9 +735,7 @@ class AwsConfig:
             raise ConfigError(
                 f"aws.nat_gateways must be between 1 and the number of zones, got {self.nat_gateways}"
             )
-        for cidr in self.endpoint_public_cidrs:
-            if not _is_ipv4_cidr(cidr) or cidr.endswith("/0"):
-                raise ConfigError(f"aws.endpoint_public_cidrs: {cidr!r} is not a restricted IPv4 CIDR")
+        _check_endpoint_cidrs("aws.endpoint_public_cidrs", self.endpoint_public_cidrs)
         for arn in self.cluster_admin_arns:
             if not re.fullmatch(r"arn:aws[-a-z]*:iam::\d{12}:(role|user)/[\w+=,.@/-]+", arn):
                 raise ConfigError(f"aws.cluster_admin_arns: {arn!r} is not an IAM role or user ARN")
@@ -433,6 +744,8 @@ class AwsConfig:
                 f"aws.dl1_instance_type must look like dl1.24xlarge, got {self.dl1_instance_type!r}"
             )
         for region, ami in self.habana_ami_ids.items():
+            if not re.fullmatch(AWS_REGION_PATTERN, region):
+                raise ConfigError(f"aws.habana_ami_ids: {region!r} is not an AWS region name")
             if not re.fullmatch(r"ami-[0-9a-f]{8,17}", ami):
                 raise ConfigError(f"aws.habana_ami_ids.{region} must be an AMI id (ami-…), got {ami!r}")
         if not 8 <= self.dl1_volume_gib <= 16384:
@@ -455,6 +768,12 @@ class AwsConfig:
         if not _is_dns_label(self.resource_prefix):
             raise ConfigError(f"aws.resource_prefix must be a DNS label, got {self.resource_prefix!r}")
         _validate_pools("aws", self.pools, self.bench_pool)
+        self.addons.validate("aws.addons")
+        if not re.fullmatch(S3_PREFIX_PATTERN, self.bench_artifacts_prefix):
+            raise ConfigError(
+                "aws.bench_artifacts_prefix must be an S3 key prefix like bench-artifacts, "
+                f"got {self.bench_artifacts_prefix!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -526,6 +845,11 @@ class VsphereConfig:
     bench_machine: VsphereMachineSize = field(
         default_factory=lambda: VsphereMachineSize(cpus=4, memory_mib=8192, disk_gib=25)
     )
+    # s3://bucket/prefix the in-cluster bench uploads its results under (`--results-s3` overrides).
+    bench_results_s3: str = ""
+    # What a worker VM keeps from pods: kube-reserved and eviction (Bottlerocket's defaults for
+    # 110 max pods: ~90m, 255 MiB + 11 MiB × 110, 100 MiB) plus the guest kernel's share of memory.
+    node_reserved: Resources = field(default_factory=lambda: Resources(cpu_millicores=100, memory_mib=2048))
 
     def validate(self) -> None:
         _validate_pools("vsphere", self.pools, self.bench_pool)
@@ -557,6 +881,20 @@ class VsphereConfig:
                 )
         for role in ("control_plane_machine", "etcd_machine", "worker_machine", "bench_machine"):
             getattr(self, role).validate(f"vsphere.{role}")
+        if self.bench_results_s3 and not re.fullmatch(
+            r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/\S*)?", self.bench_results_s3
+        ):
+            raise ConfigError(
+                f"vsphere.bench_results_s3 must look like s3://bucket/prefix, got {self.bench_results_s3!r}"
+            )
+        self.node_reserved.validate("vsphere.node_reserved")
+        for role in ("worker_machine", "bench_machine"):
+            machine = getattr(self, role)
+            if (
+                self.node_reserved.cpu_millicores >= machine.cpus * 1000
+                or self.node_reserved.memory_mib >= machine.memory_mib
+            ):
+                raise ConfigError(f"vsphere.node_reserved must leave room on vsphere.{role}")
 
 
 OvmsUse = Literal["batch", "realtime"]
@@ -605,6 +943,9 @@ class OvmsConfig:
     # EKS Anywhere: sync with keys from a Secret, or serve an image with the models baked in.
     eksa_model_delivery: EksaModelDelivery = "secret-sync"
     eksa_credentials_secret: str = "models-s3-credentials"
+    # EKS Anywhere: the keys (same two names) the bench Job uploads its results with; write-only to
+    # vsphere.bench_results_s3 is enough.
+    bench_results_credentials_secret: str = "bench-results-s3-credentials"
 
     def tuning(self) -> OvmsTuning:
         return self.batch if self.use == "batch" else self.realtime
@@ -623,6 +964,12 @@ class OvmsConfig:
             raise ConfigError("ovms.grpc_port and ovms.rest_port must differ")
         for name in ("cpus", "memory_mib", "replicas"):
             _positive(f"ovms.{name}", getattr(self, name))
+        for use in ("batch", "realtime"):
+            # More threads or streams than the pod's whole CPUs only time-slice its CPU limit.
+            for name in ("inference_threads", "num_streams"):
+                value = getattr(getattr(self, use), name)
+                if value > self.cpus:
+                    raise ConfigError(f"ovms.{use}.{name} must be <= ovms.cpus ({self.cpus}), got {value}")
         _non_negative("ovms.file_system_poll_wait_seconds", self.file_system_poll_wait_seconds)
         if self.hpa_max_replicas and self.hpa_max_replicas < self.replicas:
             raise ConfigError(
@@ -630,10 +977,9 @@ class OvmsConfig:
             )
         if not 1 <= self.hpa_cpu_utilization <= 100:
             raise ConfigError(f"ovms.hpa_cpu_utilization must be 1-100, got {self.hpa_cpu_utilization}")
-        if not _is_dns_label(self.eksa_credentials_secret):
-            raise ConfigError(
-                f"ovms.eksa_credentials_secret must be a DNS label, got {self.eksa_credentials_secret!r}"
-            )
+        for key in ("eksa_credentials_secret", "bench_results_credentials_secret"):
+            if not _is_dns_label(getattr(self, key)):
+                raise ConfigError(f"ovms.{key} must be a DNS label, got {getattr(self, key)!r}")
 
 
 @dataclass(frozen=True)
@@ -651,8 +997,8 @@ class ImagesConfig:
         "vault.habana.ai/gaudi-docker/1.14.0/ubuntu22.04/habanalabs/tensorflow-installer-tf-cpu-2.15.0:latest"
     )
     cpu_base: str = "python:3.11.11-slim-bookworm"
-    # DL1 training through SSM: the instance (id, or "" = the running one tagged Name=<prefix>-dl1),
-    # the bucket for datasets and runs, the Gaudi cards to use.
+    # DL1 training through SSM: the instance (id, or "" = the one tagged Name=<prefix>-dl1; started
+    # when stopped), the bucket for datasets and runs, the Gaudi cards to use.
     dl1_instance_id: str = ""
     dl1_bucket: str = ""
     dl1_cards: int = 8
@@ -772,9 +1118,19 @@ class ArtifactPaths:
         return self.root / "deploy" / target
 
 
-def openvino_properties(performance_hint: str, num_streams: int, inference_threads: int) -> dict[str, Any]:
-    """OpenVINO CPU compile properties as OVMS names them (0 = derived from the hint)."""
+def openvino_properties(
+    performance_hint: str,
+    num_streams: int,
+    inference_threads: int,
+    inference_precision: str | None = None,
+) -> dict[str, Any]:
+    """OpenVINO CPU compile properties as OVMS names them (0 = derived from the hint).
+
+    ``inference_precision`` pins INFERENCE_PRECISION_HINT (f32, bf16); None leaves OpenVINO's
+    default, which is bf16 on CPUs with AVX512_BF16 or AMX."""
     properties: dict[str, Any] = {"PERFORMANCE_HINT": performance_hint}
+    if inference_precision:
+        properties["INFERENCE_PRECISION_HINT"] = inference_precision
     if num_streams:
         properties["NUM_STREAMS"] = num_streams
     if inference_threads:
@@ -865,7 +1221,12 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
         key_hint, value_hint = typing.get_args(hint)
         if not isinstance(value, Mapping):
             raise ConfigError(f"{key} must be a mapping, got {value!r}")
-        return {_coerce(key_hint, k, key): _coerce(value_hint, v, f"{key}.{k}") for k, v in value.items()}
+        # A null entry removes it (`icelake: null` drops that pool from the mapping given).
+        return {
+            _coerce(key_hint, k, key): _coerce(value_hint, v, f"{key}.{k}")
+            for k, v in value.items()
+            if v is not None
+        }
     if origin is tuple:
         (item_hint, _ellipsis) = typing.get_args(hint)
         if isinstance(value, str):
@@ -896,6 +1257,8 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
         except (TypeError, ValueError):
             raise ConfigError(f"{key} must be a number, got {value!r}") from None
     if hint is str:
+        if isinstance(value, date):  # YAML reads an unquoted 2026-12-01 as a date
+            return value.isoformat()
         if not isinstance(value, str | int | float) or isinstance(value, bool):
             raise ConfigError(f"{key} must be a string, got {value!r}")
         return str(value)

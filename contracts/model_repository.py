@@ -5,6 +5,11 @@
 served; anything else (``.staging-*`` while a version is copied) is ignored. ``workloads.optimize``
 writes this layout; serving, bench, containers and deploy read it through :class:`ModelRepository`.
 
+A precision names a served *variant*: most are their own IR, but ``bf16`` is the FP32 IR compiled
+with ``INFERENCE_PRECISION_HINT`` bf16 (:data:`IR_OF_VARIANT`): ``<model>-bf16`` reads
+``<model>-fp32``'s folders and committed version, and optimize never converts anything for it.
+:data:`EXECUTION_PRECISIONS` pins the hint of every variant, so ``fp32`` executes in f32 on every CPU.
+
 All precisions of one publish form a *version set*, committed in one atomic step: ``<root>/version_set.json``
 (written last, by rename) names, per model, the version of each precision that belongs to it.
 Readers see only that set: the default version of a precision is its committed one, a precision
@@ -35,6 +40,24 @@ VERSION_SET_FILE = "version_set.json"
 SERVER_MOUNT = "/models"
 
 
+# Served variants that are another precision's IR compiled differently: same files, same version.
+IR_OF_VARIANT = {"bf16": "fp32"}
+# The INFERENCE_PRECISION_HINT each variant is compiled with, as OpenVINO spells it. OpenVINO's CPU
+# default is bf16 where the CPU has AVX512_BF16 or AMX, so without the pin "fp32" would mean bf16
+# on some nodes and f32 on others; INT8 and FP16 IRs run their non-quantized operations in f32.
+EXECUTION_PRECISIONS = {"fp32": "f32", "fp16": "f32", "int8": "f32", "bf16": "bf16"}
+
+
+def ir_precision(precision: str) -> str:
+    """The precision whose IR files a served variant runs (``bf16`` → ``fp32``; others: itself)."""
+    return IR_OF_VARIANT.get(precision, precision)
+
+
+def execution_precision(precision: str) -> str:
+    """The INFERENCE_PRECISION_HINT a served variant is pinned to (``f32`` unless it says otherwise)."""
+    return EXECUTION_PRECISIONS.get(precision, "f32")
+
+
 def served_name(model_name: str, precision: str) -> str:
     """The OVMS model name clients address, and the model's folder: ``<model>-<precision>``."""
     return f"{model_name}-{precision}"
@@ -45,12 +68,17 @@ class ModelVersion:
     """One published version folder, checked complete, with what its model card says."""
 
     name: str  # "<model_name>-<precision>"
-    precision: str
+    precision: str  # the served variant (bf16 runs the fp32 IR: its directory is fp32's)
     version: int
     directory: Path  # the version folder
     image_size: int
     run_id: str | None  # the training run it came from, when the card names one
     sha256: str  # of model.bin
+
+    @property
+    def ir_name(self) -> str:
+        """``<model>-<precision>`` of the IR it runs (``bone-marrow-fp32`` for ``bone-marrow-bf16``)."""
+        return self.name.removesuffix(self.precision) + ir_precision(self.precision)
 
     @property
     def xml(self) -> Path:
@@ -138,6 +166,7 @@ class ModelRepository:
 
     def uncommitted(self, model_name: str, precision: str) -> list[int]:
         """Version folders of ``precision`` above its committed set: what an interrupted publish left."""
+        precision = ir_precision(precision)
         committed = self.committed(model_name)
         if not committed:  # no record, or nothing committed yet: nothing to tell them apart by
             return []
@@ -153,7 +182,8 @@ class ModelRepository:
         ]
 
     def model_dir(self, model_name: str, precision: str) -> Path:
-        return self.root / served_name(model_name, precision)
+        """The folder of the IR that ``precision`` runs (``bf16``: the fp32 folder)."""
+        return self.root / served_name(model_name, ir_precision(precision))
 
     def versions(self, model_name: str, precision: str) -> list[int]:
         """Integer version folders, ascending; anything else is ignored (as OVMS does)."""
@@ -167,22 +197,24 @@ class ModelRepository:
                 "run `invoke optimize` (or `invoke pipeline`) first"
             )
         name = served_name(model_name, precision)
+        ir = ir_precision(precision)
+        of_ir = "" if ir == precision else f" (the {ir} IR that {name} runs)"
         model_dir = self.model_dir(model_name, precision)
         versions = _version_numbers(model_dir)
         if not versions:
             raise ModelRepositoryError(
-                f"no published {name} in {self.root}: no integer version folder under {model_dir}; "
-                f"run `invoke optimize` with {precision} in optimize.precisions"
+                f"no published {served_name(model_name, ir)}{of_ir} in {self.root}: no integer version "
+                f"folder under {model_dir}; run `invoke optimize` with {ir} in optimize.precisions"
             )
         committed = self.committed(model_name)
         if committed is not None and version is None:
-            if precision not in committed:
+            if ir not in committed:
                 raise ModelRepositoryError(
-                    f"{name} is not in the committed version set of {model_name} in {self.root} "
-                    f"({_describe(model_name, committed)}); "
-                    f"run `invoke optimize` with {precision} in optimize.precisions"
+                    f"{served_name(model_name, ir)}{of_ir} is not in the committed version set of "
+                    f"{model_name} in {self.root} ({_describe(model_name, committed)}); "
+                    f"run `invoke optimize` with {ir} in optimize.precisions"
                 )
-            version = committed[precision]
+            version = committed[ir]
         if committed is not None and version in self.uncommitted(model_name, precision):
             raise ModelRepositoryError(
                 f"{name} version {version} in {self.root} is not committed (left by an interrupted "

@@ -24,7 +24,12 @@ ADMIN_ARN = f"arn:aws:iam::{ACCOUNT}:role/PlatformAdmin"
 AMI = "ami-0123456789abcdef0"
 # Everything the issue makes configurable is set away from its default, so the tests see it flow through.
 SETTINGS: dict[str, Any] = {
-    "kubernetes": {"version": "1.32", "namespace": "cells", "model_sync_service_account": "model-sync"},
+    "kubernetes": {
+        "version": "1.32",
+        "namespace": "cells",
+        "model_sync_service_account": "model-sync",
+        "bench_service_account": "bench-writer",
+    },
     "aws": {
         "region": "us-west-2",
         "availability_zones": ["us-west-2b", "us-west-2c"],
@@ -42,10 +47,31 @@ SETTINGS: dict[str, Any] = {
                 "min_size": 0,
                 "desired_size": 1,
             },
+            "c7i": {
+                "instance_type": "c7i.large",
+                "cpu_generation": "sapphirerapids",
+                "max_size": 3,
+            },
         },
         "vpc_cidr": "10.60.0.0/16",
         "nat_gateways": 2,
         "endpoint_public_cidrs": ["203.0.113.0/24", "198.51.100.7/32"],
+        "cluster_support_type": "EXTENDED",
+        # The latest of each for Kubernetes 1.32 (kubernetes.version above).
+        "addons": {
+            "vpc_cni": "v1.19.2-eksbuild.5",
+            "kube_proxy": "v1.32.3-eksbuild.7",
+            "coredns": "v1.11.4-eksbuild.2",
+            "pod_identity_agent": "v1.3.4-eksbuild.1",
+        },
+        "bench_artifacts_prefix": "bench/inputs",
+        "bench_pool": {
+            "instance_type": "c5.xlarge",
+            "cpu_generation": "cascadelake",
+            "min_size": 0,
+            "desired_size": 0,
+            "max_size": 2,
+        },
         "cluster_admin_arns": [ADMIN_ARN],
         "dl1_instance_type": "dl1.24xlarge",
         "habana_ami_ids": {"us-west-2": AMI},

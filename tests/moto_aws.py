@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import functools
 import urllib.request
 from typing import Any
@@ -25,6 +26,8 @@ def _server_url() -> str:
 class MotoSession:
     """Stands in for a boto3 Session: every client talks to the moto server with dummy credentials."""
 
+    profile_name = None
+
     def __init__(self, url: str, region: str = REGION, overrides: dict[str, Any] | None = None) -> None:
         self.url = url
         self.region = region
@@ -46,12 +49,43 @@ def moto_session() -> MotoSession:
     return MotoSession(url)
 
 
-class Dl1Ec2:
-    """moto's EC2 with what it lacks: dl1.24xlarge offerings (in ``zones``) and its vCPU count."""
+# Amazon-owned images as EC2 lists them (moto can register images only under the test account).
+HABANA_IMAGES = (
+    {
+        "ImageId": "ami-0aaaaaaaaaaaaaaa1",
+        "Name": "Deep Learning AMI Habana TensorFlow 2.15.0 SynapseAI 1.14.0 (Ubuntu 22.04) 20240201",
+        "CreationDate": "2024-02-01T10:00:00.000Z",
+    },
+    {
+        "ImageId": "ami-0aaaaaaaaaaaaaaa2",
+        "Name": "Deep Learning AMI Habana TensorFlow 2.15.0 SynapseAI 1.14.0 (Ubuntu 22.04) 20240315",
+        "CreationDate": "2024-03-15T10:00:00.000Z",
+    },
+    {
+        "ImageId": "ami-0aaaaaaaaaaaaaaa3",
+        "Name": "Deep Learning AMI Habana PyTorch 2.2.0 SynapseAI 1.15.0 (Ubuntu 22.04) 20240501",
+        "CreationDate": "2024-05-01T10:00:00.000Z",
+    },
+)
 
-    def __init__(self, real: Any, zones: tuple[str, ...] = ("us-west-2b",)) -> None:
+
+class Dl1Ec2:
+    """moto's EC2 with what it lacks: dl1.24xlarge offerings (in ``zones``), its vCPU count, and
+    Amazon's Habana images (``images``, filtered by owner and name as EC2 does)."""
+
+    def __init__(
+        self, real: Any, zones: tuple[str, ...] = ("us-west-2b",), images: tuple[dict, ...] = HABANA_IMAGES
+    ) -> None:
         self.real = real
         self.zones = zones
+        self.images = images
+        self.image_queries: list[dict] = []
+
+    def describe_images(self, **kwargs: Any) -> dict:
+        self.image_queries.append(kwargs)
+        assert kwargs["Owners"] == ["amazon"]
+        (names,) = [f["Values"] for f in kwargs["Filters"] if f["Name"] == "name"]
+        return {"Images": [i for i in self.images if any(fnmatch.fnmatchcase(i["Name"], n) for n in names)]}
 
     def describe_instance_type_offerings(self, **kwargs: Any) -> dict:
         (wanted,) = kwargs["Filters"][0]["Values"]

@@ -1,9 +1,11 @@
-"""Client logic without a server: retries, the input check, runtime detection, in-process OpenVINO."""
+"""Client logic: retries, the input check, runtime detection, in-process OpenVINO, and the tritonclient
+REST and gRPC clients against the real local model server on loopback."""
 
 import functools
 import http.server
 import io
 import threading
+import time
 from pathlib import Path
 
 import grpc
@@ -11,7 +13,9 @@ import numpy as np
 import openvino as ov
 import openvino.opset13 as ops
 import pytest
+from loopback import free_ports, serving
 from PIL import Image
+from tritonclient.utils import InferenceServerException
 
 from contracts.errors import BenchError
 from workloads.bench.clients import (
@@ -31,7 +35,10 @@ from workloads.bench.clients import (
     is_loopback,
     with_retries,
 )
+from workloads.bench.inputs import load_bench_images
 from workloads.bench.run import detect_runtime
+from workloads.bench.scenarios import ScenarioSettings, prepare_requests, run_batch, run_realtime
+from workloads.data.manifest import SplitManifest
 
 S = 16
 FAST = RetryPolicy(
@@ -153,17 +160,6 @@ def test_a_grpc_client_given_an_http_url_says_so():
         GrpcClient("http://127.0.0.1:8000", "m", timeout_seconds=1)
 
 
-class FakeRpcError(grpc.RpcError):
-    def __init__(self, code: grpc.StatusCode, details: str):
-        self._code, self._details = code, details
-
-    def code(self) -> grpc.StatusCode:
-        return self._code
-
-    def details(self) -> str:
-        return self._details
-
-
 @pytest.mark.parametrize(
     ("code", "details", "expected"),
     [
@@ -178,19 +174,23 @@ class FakeRpcError(grpc.RpcError):
         (grpc.StatusCode.NOT_FOUND, "Model with name m does not exist.", ModelMissing),
         (grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded", RequestTimeout),
         (grpc.StatusCode.INTERNAL, "boom", BenchError),
+        (None, "unexpected response", BenchError),  # tritonclient's own, no RPC status
     ],
 )
 def test_grpc_status_codes_map_to_bench_errors(code, details, expected):
+    """tritonclient reports an RPC's status as ``StatusCode.<NAME>``; each becomes one BenchError."""
     client = GrpcClient("127.0.0.1:1", "m", timeout_seconds=1, known_models=("a", "b"))
     try:
-        error = client._error(FakeRpcError(code, details))
+        error = client._error(InferenceServerException(details, status=str(code) if code else None))
     finally:
         client.close()
     assert type(error) is expected
     if expected is ModelMissing:
         assert "(it serves: a, b)" in str(error)
-    if expected is BenchError:
+    if code is grpc.StatusCode.INTERNAL:
         assert str(error) == "gRPC INTERNAL from 127.0.0.1:1: boom"
+    if code is None:
+        assert str(error) == "gRPC call to 127.0.0.1:1 failed: unexpected response"
 
 
 def test_runtime_detection_from_server_metadata():
@@ -307,3 +307,143 @@ def test_a_plain_http_server_is_named_as_not_a_kserve_v2_server(plain_http, html
         assert client.server_metadata() is None
     finally:
         client.close()
+
+
+@pytest.mark.parametrize("client_class", [RestClient, GrpcClient])
+def test_a_closed_port_is_unreachable_in_one_line(client_class):
+    (port,) = free_ports(1)
+    endpoint = f"http://127.0.0.1:{port}" if client_class is RestClient else f"127.0.0.1:{port}"
+    client = client_class(endpoint, "m", timeout_seconds=5, retry=FAST)
+    try:
+        with pytest.raises(Unreachable) as err:
+            client.server_metadata()
+        with pytest.raises(Unreachable):
+            client.infer(np.zeros((1, S, S, 3), np.float32))
+    finally:
+        client.close()
+    message = str(err.value)
+    assert message.startswith(f"cannot reach {client.endpoint} after 3 tries: ") and "\n" not in message
+
+
+class ThreadRecorder(InferenceClient):
+    """Answers at once and records the thread of every send."""
+
+    kind, model = "recorder", "recorder"
+
+    def __init__(self) -> None:
+        self.threads: set[str] = set()  # names: identifiers of ended threads are reused
+
+    def prepare(self, batch):
+        return batch
+
+    def send(self, prepared):
+        self.threads.add(threading.current_thread().name)
+        time.sleep(0.001)
+        return np.full((len(prepared), 21), 1 / 21, np.float32)
+
+    def model_metadata(self) -> ModelMetadata:
+        return ModelMetadata(self.model)
+
+
+@pytest.mark.parametrize("scenario", ["batch", "realtime"])
+def test_a_scenario_sends_from_the_same_threads_from_warm_up_to_the_last_repetition(scenario):
+    """What a client keeps per thread (tritonclient.http's connection) is made in the warm-up: the
+    repetitions reuse those threads, so no measured request pays for a new connection."""
+    client = ThreadRecorder()
+    settings = ScenarioSettings(
+        batch_size=2,
+        concurrency=3,
+        warmup_seconds=0.05,
+        min_duration_seconds=0.02,
+        min_requests=10,
+        repetitions=3,
+        paper_images=2,
+    )
+    singles = prepare_requests(client, [np.zeros((1, S, S, 3), np.float32) for _ in range(2)])
+    if scenario == "batch":
+        run_batch(client, prepare_requests(client, [np.zeros((2, S, S, 3), np.float32)]), settings, print)
+    else:
+        run_realtime(client, singles, settings, print)
+    assert len(client.threads) == (3 if scenario == "batch" else 1)
+
+
+# --- against the real local model server --------------------------------------------------------
+
+SERVED = 64  # the served_repository model's image size
+
+
+@pytest.fixture(scope="module")
+def local_server(tmp_path_factory, served_repository):
+    with serving(tmp_path_factory.mktemp("clients"), served_repository) as info:
+        yield info
+
+
+@pytest.fixture(scope="module")
+def bench_images(served_repository):
+    return load_bench_images(SplitManifest.load(served_repository / "data" / "split.json"), 6, SERVED)
+
+
+def server_clients(info) -> list[InferenceClient]:
+    return [
+        RestClient(info.http_url, "bone-marrow-fp32", timeout_seconds=10, retry=FAST),
+        GrpcClient(info.grpc_target, "bone-marrow-fp32", timeout_seconds=10, retry=FAST),
+    ]
+
+
+@pytest.mark.slow
+def test_rest_and_grpc_answer_as_the_model_does_in_process(local_server, bench_images, served_repository):
+    """Both tritonclient clients, tensors and JPEG files: the server's answers equal the IR's in process."""
+    (xml,) = (served_repository / "models" / "bone-marrow-fp32").glob("*/model.xml")
+    reference = OpenVinoClient(xml, model="fp32", image_size=SERVED, compile_config={})
+    indices = list(range(len(bench_images)))
+    expected = {fmt: reference.infer(bench_images.batch(indices, fmt)) for fmt in ("tensor", "jpeg")}
+    for client in server_clients(local_server):
+        try:
+            assert client.server_metadata().name == "kserve"
+            assert client.model_metadata().inputs == (TensorSpec("image", "FP32", (-1, SERVED, SERVED, 3)),)
+            client.wait_until_ready()
+            for input_format, answer in expected.items():
+                got = client.send(client.prepare(bench_images.batch(indices, input_format)))
+                assert got.dtype == np.float32 and got.shape == (len(indices), 21)
+                np.testing.assert_allclose(got, answer, atol=1e-3, err_msg=f"{client.kind} {input_format}")
+        finally:
+            client.close()
+
+
+def send_from_fresh_threads(client: InferenceClient, prepared: list, expected: list) -> list[str]:
+    """Three runs of four new threads, each sending every request: what differs from ``expected``."""
+    failures: list[str] = []
+
+    def work(offset: int) -> None:
+        for n in range(12):
+            i = (offset + n) % len(prepared)
+            if not np.array_equal(client.send(prepared[i]), expected[i]):
+                failures.append(f"{client.kind}: thread {offset} request {n} got another answer")
+
+    for _ in range(3):
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    return failures
+
+
+@pytest.mark.slow
+def test_concurrent_senders_each_get_their_answer_and_ended_threads_free_their_connection(
+    local_server, bench_images
+):
+    """tritonclient.http is bound to its thread: the REST client keeps one per live thread, closing
+    those of ended threads; gRPC shares one channel. As the load generator does: fresh threads per run."""
+    singles = [bench_images.batch([i], "tensor") for i in range(len(bench_images))]
+    for client in server_clients(local_server):
+        try:
+            prepared = [client.prepare(batch) for batch in singles]
+            expected = [client.send(request) for request in prepared]
+            assert send_from_fresh_threads(client, prepared, expected) == []
+            if isinstance(client, RestClient):
+                # This thread's and the last run's four: the eight of earlier runs were closed when
+                # the next run's threads made theirs.
+                assert len(client._clients._owned) == 1 + 4
+        finally:
+            client.close()

@@ -9,10 +9,13 @@ from typing import Any
 
 import pytest
 
+from contracts.config import load_config
 from contracts.errors import BenchError
 from workloads.bench import report
+from workloads.bench.pricing import Price, configured_report_prices
 from workloads.bench.report import (
     bar_chart,
+    batch_bar_label,
     cost_per_million,
     load_results,
     markdown_table,
@@ -240,20 +243,39 @@ def test_cost_column_only_when_priced_and_computed_per_million_images():
         result("aws", "c6i", "ovms", "int8", ips=None),
     ]
     assert "$/M images" not in markdown_table(results, {})
-    assert "$/M images" not in markdown_table(results, {"gpu-pool": 1.0})
+    assert "$/M images" not in markdown_table(results, {"aws/gpu-pool": Price(1.0, "x")})
 
-    markdown = markdown_table(results, {"c5": 0.085, "c6i": 0.085})
+    # The default config: c5/c6i/c7i priced by instance type from the dated bench.prices table.
+    markdown = markdown_table(results, configured_report_prices(load_config()))
     header, _, c5, c6i, icelake = table_rows(markdown)
     assert header[-1] == "$/M images"
-    assert c5[-1] == "$0.24"  # 0.085 $/h / (100 img/s × 3600 s/h) × 1e6
+    assert c5[-1] == "$0.236"  # 0.085 $/h / (100 img/s × 3600 s/h) × 1e6
     assert c6i[-1] == "—"  # priced, but no batch figure
-    assert icelake[-1] == "—"  # no price
-    assert "c5 $0.085/h" in markdown
-    # A target-wide price applies when the pool has none.
-    (_, _, _, _, icelake_priced) = table_rows(markdown_table(results, {"vsphere": 0.5}))
-    assert icelake_priced[-1] == "$1.39"
+    assert icelake[-1] == "—"  # no price (a vsphere-vm has no instance price)
+    (note,) = [line for line in markdown.splitlines() if line.startswith("- $/M images")]
+    assert "c5.large $0.085/h (bench.prices, us-east-1 on-demand, 2026-12-01) for aws/c5" in note
+    # The user's target-wide price applies when the pool has none, and says where it came from.
+    own = configured_report_prices(load_config({"bench": {"usd_per_hour": {"vsphere": 0.5}}}))
+    priced = markdown_table(results, own)
+    (_, _, _, _, icelake_priced) = table_rows(priced)
+    assert icelake_priced[-1] == "$1.39"  # 0.5 / (100 × 3600) × 1e6
+    assert "$0.5/h (bench.usd_per_hour) for vsphere/icelake" in priced
     assert cost_per_million(0.085, 100.0) == pytest.approx(0.2361, abs=1e-4)
     assert cost_per_million(0.085, None) is None
+
+
+def test_the_sapphire_rapids_pool_is_priced_per_precision_row_and_its_chart_label_shows_the_cost():
+    results = [
+        result("aws", "c7i", "ovms", "int8", ips=(510.0, 500.0, 520.0), server=machine(amx=True)),
+        result("aws", "c7i", "ovms", "fp32", ips=(255.0, 250.0, 260.0), server=machine(amx=True)),
+    ]
+    prices = configured_report_prices(load_config())
+    assert prices["aws/c7i"] == Price(0.08925, "bench.prices, us-east-1 on-demand", "2026-12-01", "c7i.large")
+    rows = {row[3]: row for row in table_rows(markdown_table(results, prices))[2:]}
+    # 0.08925 $/h / (510 img/s × 3600 s/h) × 1e6 = $0.0486; at 255 img/s twice that.
+    assert rows["int8"][-1] == "$0.0486" and rows["fp32"][-1] == "$0.0972"
+    assert batch_bar_label(results[0], prices) == "  510 · $0.0486/M images"
+    assert batch_bar_label(results[0], {}) == "  510"
 
 
 def test_footnotes_name_model_known_answer_and_settings():
@@ -391,7 +413,7 @@ def test_write_report_writes_markdown_and_png(tmp_path: Path):
     write_results(tmp_path / "bench", fleet())
     lines: list[str] = []
     md_path, png_path = write_report(
-        [tmp_path / "bench"], tmp_path / "out", {"c5": 0.085}, progress=lines.append
+        [tmp_path / "bench"], tmp_path / "out", {"aws/c5": Price(0.085, "test")}, progress=lines.append
     )
     markdown = md_path.read_text(encoding="utf-8")
     assert markdown.startswith("# ")
@@ -409,7 +431,7 @@ def test_a_chart_failure_leaves_no_report_behind(tmp_path: Path, monkeypatch: py
     write_results(tmp_path / "bench", fleet())
     out = tmp_path / "out"
 
-    def broken_chart(results, path):
+    def broken_chart(results, path, prices):
         path.write_bytes(b"half a png")
         raise RuntimeError("matplotlib exploded")
 
@@ -430,7 +452,7 @@ def test_a_failed_rerun_keeps_the_previous_report(tmp_path: Path, monkeypatch: p
 
     monkeypatch.setattr(report, "atomic_write_text", broken_write)
     with pytest.raises(OSError, match="disk full"):
-        write_report([tmp_path / "bench"], out, {"c5": 1.0}, progress=lambda line: None)
+        write_report([tmp_path / "bench"], out, {"aws/c5": Price(1.0, "test")}, progress=lambda line: None)
     assert (md_path.read_bytes(), png_path.read_bytes()) == before
     assert sorted(p.name for p in out.iterdir()) == ["report.md", "report.png"]
 

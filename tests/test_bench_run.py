@@ -58,8 +58,11 @@ def test_no_local_server_recorded(tmp_path):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"scenarios": ("batch", "offline")}, "unknown scenario offline; choose from batch, realtime"),
-        ({"scenarios": ()}, "unknown scenario (none); choose from batch, realtime"),
+        (
+            {"scenarios": ("batch", "offline")},
+            "unknown scenario offline; choose from batch, realtime, sweep, rate, max-rate",
+        ),
+        ({"scenarios": ()}, "unknown scenario (none); choose from batch, realtime, sweep, rate, max-rate"),
         ({"runtime": "onnx"}, "unknown runtime 'onnx'; choose from server, openvino, tensorflow"),
         ({"target": "gcp"}, "unknown target 'gcp'; choose local, aws, vsphere or endpoint"),
         (

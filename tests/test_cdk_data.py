@@ -41,16 +41,23 @@ def test_three_data_buckets_with_kms_versioning_and_no_public_access():
         }
 
 
-def test_every_bucket_logs_access_and_aborts_incomplete_uploads():
+def test_every_bucket_logs_access_aborts_incomplete_uploads_and_expires_old_versions():
     synth = synthesized()
     (log_bucket,) = [k for k in synth.resources("data", "AWS::S3::Bucket") if k.startswith("AccessLogs")]
     for name, bucket in _data_buckets(synth).items():
         logging = bucket["Properties"]["LoggingConfiguration"]
         assert logging["DestinationBucketName"] == {"Ref": log_bucket}
         assert logging["LogFilePrefix"] == name.split("Bucket")[0].lower() + "/"
-    for bucket in synth.resources("data", "AWS::S3::Bucket").values():
+    buckets = synth.resources("data", "AWS::S3::Bucket").values()
+    assert len(buckets) == len(BUCKET_KINDS) + 1
+    for bucket in buckets:
+        assert bucket["Properties"]["VersioningConfiguration"] == {"Status": "Enabled"}
         rules = bucket["Properties"]["LifecycleConfiguration"]["Rules"]
-        assert {"AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 7}, "Status": "Enabled"} in rules
+        assert {
+            "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 7},
+            "NoncurrentVersionExpiration": {"NoncurrentDays": 90},
+            "Status": "Enabled",
+        } in rules
 
 
 def test_every_bucket_denies_requests_without_tls():
@@ -73,7 +80,7 @@ def test_buckets_repositories_and_data_key_are_retained_never_auto_deleted():
         for resource in synth.resources("data", resource_type).values():
             assert resource["DeletionPolicy"] == "Retain" and resource["UpdateReplacePolicy"] == "Retain"
     assert synth.templates["data"]["Resources"][_data_key(synth)]["DeletionPolicy"] == "Retain"
-    text = json.dumps(synth.templates)
+    text = json.dumps(synth.templates["data"])
     assert "Custom::S3AutoDeleteObjects" not in text and "AWS::Lambda::Function" not in text
 
 
@@ -88,6 +95,35 @@ def test_repositories_are_immutable_scanned_and_kms_encrypted():
         assert props["ImageScanningConfiguration"] == {"ScanOnPush": True}
         assert props["EncryptionConfiguration"]["EncryptionType"] == "KMS"
         assert props["EncryptionConfiguration"]["KmsKey"] == {"Fn::GetAtt": [_data_key(synth), "Arn"]}
+
+
+def test_repositories_expire_untagged_images_and_keep_the_newest_tagged_ones():
+    synth = synthesized()
+    repositories = synth.resources("data", "AWS::ECR::Repository").values()
+    assert len(repositories) == len(REPOSITORY_KINDS)
+    for repository in repositories:
+        policy = json.loads(repository["Properties"]["LifecyclePolicy"]["LifecyclePolicyText"])
+        rules = sorted(policy["rules"], key=lambda r: r["rulePriority"])
+        assert [(r["selection"], r["action"]) for r in rules] == [
+            (
+                {
+                    "tagStatus": "untagged",
+                    "countType": "sinceImagePushed",
+                    "countNumber": 14,
+                    "countUnit": "days",
+                },
+                {"type": "expire"},
+            ),
+            (
+                {
+                    "tagStatus": "tagged",
+                    "tagPatternList": ["*"],
+                    "countType": "imageCountMoreThan",
+                    "countNumber": 30,
+                },
+                {"type": "expire"},
+            ),
+        ]
 
 
 def test_all_keys_rotate():

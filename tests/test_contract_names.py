@@ -14,16 +14,27 @@ from typing import Any
 import yaml
 from cdk_synthesis import ACCOUNT, synthesized
 
-from contracts.aws_names import BUCKET_KINDS, MODEL_SYNC_ROLE_ARN, StackNames, bucket_output
+from contracts.aws_names import (
+    BENCH_RESULTS_PREFIX,
+    BENCH_RESULTS_ROLE_ARN,
+    BUCKET_KINDS,
+    MODEL_SYNC_ROLE_ARN,
+    StackNames,
+    bucket_output,
+    nodegroup_output,
+)
+from contracts.config import BENCH_POOL
 from workloads.containers import build
 from workloads.deploy import aws
 from workloads.deploy.aws_outputs import deployed_outputs
+from workloads.k8s import bench_job
 from workloads.k8s.render import render_serving
 from workloads.targets import ModelRequest, cluster_target
 from workloads.training import remote, s3_exchange
 
 REGISTRY = f"{ACCOUNT}.dkr.ecr.us-west-2.amazonaws.com"
 MODELS_BUCKET = "bmtest-models-bucket"
+RESULTS_BUCKET = "bmtest-results-bucket"
 
 
 def _template(role: str) -> dict[str, Any]:
@@ -165,9 +176,17 @@ def _model_sync_pods(documents: list[dict]) -> list[dict]:
     return pods
 
 
-def _association() -> dict:
-    (association,) = _resources("cluster", "AWS::EKS::PodIdentityAssociation").values()
-    return association["Properties"]
+def _association(service_account: str | None = None) -> dict:
+    """The Pod Identity association of a service account (default: the model sync's)."""
+    wanted = service_account or synthesized().config.kubernetes.model_sync_service_account
+    associations = [
+        a["Properties"]
+        for a in _resources("cluster", "AWS::EKS::PodIdentityAssociation").values()
+        if a["Properties"]["ServiceAccount"] == wanted
+    ]
+    assert associations, f"no Pod Identity association for service account {wanted!r}"
+    (association,) = associations
+    return association
 
 
 def test_the_pod_identity_association_names_the_service_account_of_the_ovms_pods(tmp_path: Path) -> None:
@@ -233,3 +252,65 @@ def test_the_contract_module_stays_plain_python() -> None:
     source = (Path(__file__).resolve().parents[1] / "contracts" / "aws_names.py").read_text()
     imports = [line for line in source.splitlines() if line.startswith(("import ", "from "))]
     assert not [line for line in imports if any(m in line for m in ("aws_cdk", "workloads", "infra"))]
+
+
+def _bench_job_s3_uris(tmp_path: Path) -> tuple[dict, dict[str, str]]:
+    """The pod spec of the Job `invoke bench --in-cluster --target aws` renders, and the s3:// URI each
+    sync container reads from or writes to, with the buckets and prefixes the aws target picks."""
+    config = synthesized().config
+    cluster = cluster_target("aws")
+    artifacts = cluster.bench_s3_source(
+        config, ModelRequest(bucket=MODELS_BUCKET, prefix=config.aws.bench_artifacts_prefix), results=False
+    )
+    results = cluster.bench_s3_source(
+        config, ModelRequest(bucket=RESULTS_BUCKET, prefix=BENCH_RESULTS_PREFIX), results=True
+    )
+    spec = bench_job.BenchJobSpec(pool="c5", image="bench:1", artifacts=artifacts, results=results)
+    documents = bench_job.job_documents(config, spec, target="aws")
+    (job,) = [d for d in documents if d["kind"] == "Job"]
+    pod = job["spec"]["template"]["spec"]
+    uris = {}
+    for container in pod["initContainers"] + pod["containers"]:
+        found = [a for a in container.get("args", []) if a.startswith("s3://")]
+        if found:
+            (uris[container["name"]],) = found
+    return pod, uris
+
+
+def _object_key_granted(role_id: str, action: str, uri: str) -> bool:
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    kind = {MODELS_BUCKET: "models", RESULTS_BUCKET: "results"}[bucket]
+    probe = f"{key.strip('/')}/some/file.json"
+    return any(k == kind and fnmatch.fnmatchcase(probe, p) for k, p in _object_grants(role_id, action))
+
+
+def test_the_bench_job_runs_as_the_service_account_of_the_bench_results_association(tmp_path: Path) -> None:
+    pod, _ = _bench_job_s3_uris(tmp_path)
+    association = _association(pod["serviceAccountName"])
+    role_id = _role_id(_exported(association["RoleArn"]))
+    assert role_id == _role_id(_template("data")["Outputs"][BENCH_RESULTS_ROLE_ARN]["Value"])
+    assert role_id != _role_id(_template("data")["Outputs"][MODEL_SYNC_ROLE_ARN]["Value"])
+
+
+def test_the_bench_results_role_reads_what_the_job_syncs_in_and_writes_only_where_it_uploads(
+    tmp_path: Path,
+) -> None:
+    pod, uris = _bench_job_s3_uris(tmp_path)
+    role_id = _role_id(_exported(_association(pod["serviceAccountName"])["RoleArn"]))
+    upload = uris.pop(bench_job.UPLOAD_CONTAINER)
+    assert _object_key_granted(role_id, "s3:PutObject", upload), f"the bench may not write {upload}"
+    assert {kind for kind, _ in _object_grants(role_id, "s3:PutObject")} == {"results"}
+    assert uris, "the Job syncs no artifacts in"
+    for name, uri in uris.items():
+        assert _object_key_granted(role_id, "s3:GetObject", uri), f"{name}: the bench may not read {uri}"
+        assert not _object_key_granted(role_id, "s3:PutObject", uri), f"{name}: {uri} is writable"
+
+
+def test_the_bench_pool_node_group_the_tasks_scale_is_an_output_of_the_cluster_stack() -> None:
+    outputs = _template("cluster")["Outputs"]
+    group_id = outputs[nodegroup_output(BENCH_POOL)]["Value"]["Fn::GetAtt"]
+    # The node group's own name (update_nodegroup_config refuses the Ref, "<cluster>/<nodegroup>").
+    assert group_id[1] == "NodegroupName"
+    group = _template("cluster")["Resources"][group_id[0]]["Properties"]
+    config = synthesized().config
+    assert group["Labels"] == config.kubernetes.bench_pool_labels(config.aws.bench_pool)

@@ -67,7 +67,7 @@ def test_json_schema(manifest: SplitManifest, tmp_path: Path) -> None:
     ]
     assert data["schema_version"] == SCHEMA_VERSION
     assert data["classes"] == list(CLASS_CODES)
-    assert Path(data["dataset_root"]).is_absolute()
+    assert data["dataset_root"] == "data/bone_marrow_cell_dataset"  # relative to the manifest's folder
     assert data["fractions"] == {"val": 0.15, "test": 0.15}
     assert data["counts"]["NGS"] == {"train": 6, "val": 2, "test": 2, "total": 10}
     assert data["counts"]["PMO"] == {"train": 0, "val": 0, "test": 0, "total": 0}
@@ -155,7 +155,9 @@ def _file_field(key, value):
         (lambda data: data["files"].pop(), "'counts' do not match 'files'"),
         (lambda data: data.pop("files"), "malformed (missing key 'files')"),
         (_set("classes", ["ABE"]), "classes that differ"),
-        (_set("dataset_root", "relative/dir"), "is not absolute"),
+        (_set("dataset_root", "../outside"), "dataset_root '../outside' leaves the manifest's folder"),
+        (_set("dataset_root", ""), "dataset_root '' is not a folder path"),
+        (_set("dataset_root", None), "dataset_root None is not a folder path"),
         (_set("fractions", None), "malformed"),
     ],
 )
@@ -186,3 +188,99 @@ def test_load_missing_or_unparsable(tmp_path: Path, content: str | None, message
 def test_empty_manifest_serialises(tmp_path: Path) -> None:
     empty = SplitManifest(tmp_path, "synthetic", 0, 0.15, 0.15, files=(), created_at="t")
     assert SplitManifest.load(empty.save(tmp_path / "m.json")) == empty
+
+
+# --- a relocatable tree ---------------------------------------------------------------------------
+def _tree(root: Path, write_image) -> SplitManifest:
+    """An artifacts tree with a real dataset under data/ and its manifest at data/split.json."""
+    from workloads.data.layout import scan_dataset
+
+    dataset = root / "data" / "synthetic" / "bone_marrow_cell_dataset"
+    for code in ("ABE", "NGS", "LYT"):
+        for i in range(3):
+            write_image(dataset / code / f"{code}_{i:05d}.jpg", seed=i)
+    scan = scan_dataset(root / "data" / "synthetic", workers=1, progress=lambda line: None)
+    manifest = build_manifest(scan, seed=1, val_fraction=0.15, test_fraction=0.3, source="synthetic")
+    manifest.save(root / "data" / "split.json")
+    return manifest
+
+
+def test_a_moved_tree_reads_its_images_where_it_lands(tmp_path: Path, write_image) -> None:
+    built = _tree(tmp_path / "laptop" / "artifacts", write_image)
+    text = (tmp_path / "laptop" / "artifacts" / "data" / "split.json").read_text()
+    assert json.loads(text)["dataset_root"] == "synthetic/bone_marrow_cell_dataset"
+    assert str(tmp_path) not in text  # nothing in the file names where it was written
+
+    moved = tmp_path / "pod" / "work" / "artifacts"
+    moved.parent.mkdir(parents=True)
+    (tmp_path / "laptop" / "artifacts").rename(moved)
+    loaded = SplitManifest.load(moved / "data" / "split.json")
+
+    assert loaded.dataset_root == moved / "data" / "synthetic" / "bone_marrow_cell_dataset"
+    assert loaded.relocatable
+    assert [e.path.relative_to(moved) for e in loaded.files] == [
+        e.path.relative_to(tmp_path / "laptop" / "artifacts") for e in built.files
+    ]
+    for entry in loaded.entries("test"):
+        assert hashlib.sha256(entry.path.read_bytes()).hexdigest() == entry.sha256
+    # The same file text wherever the tree lies: the model card's manifest sha256 still matches.
+    assert loaded.sha256() == hashlib.sha256(text.encode()).hexdigest()
+    assert loaded.to_json() == text
+
+
+def test_a_manifest_with_an_absolute_root_from_before_is_relocated_and_hashes_as_its_file(
+    tmp_path: Path, write_image
+) -> None:
+    old_tree = tmp_path / "home" / "me" / "artifacts"
+    _tree(old_tree, write_image)
+    path = old_tree / "data" / "split.json"
+    # As the toolkit wrote it before roots were relative: the absolute folder.
+    absolute = str(old_tree / "data" / "synthetic" / "bone_marrow_cell_dataset")
+    text = path.read_text().replace('"synthetic/bone_marrow_cell_dataset"', json.dumps(absolute))
+    path.write_text(text)
+    assert (
+        SplitManifest.load(path).dataset_root == old_tree / "data" / "synthetic" / "bone_marrow_cell_dataset"
+    )
+
+    moved = tmp_path / "work" / "artifacts"
+    moved.parent.mkdir(parents=True)
+    old_tree.rename(moved)
+    loaded = SplitManifest.load(moved / "data" / "split.json")
+    assert loaded.dataset_root == moved / "data" / "synthetic" / "bone_marrow_cell_dataset"
+    assert all(entry.path.is_file() for entry in loaded.files)
+    assert loaded.to_json() == text and not loaded.relocatable
+    # Saved again, it is written relocatable.
+    resaved = json.loads(loaded.save(moved / "data" / "split.json").read_text())
+    assert resaved["dataset_root"] == "synthetic/bone_marrow_cell_dataset"
+
+
+def test_an_absolute_root_found_nowhere_is_kept_so_errors_name_it(tmp_path: Path, manifest) -> None:
+    path = _rewrite(manifest.save(tmp_path / "split.json"), _set("dataset_root", "/nowhere/bmc/dataset"))
+    loaded = SplitManifest.load(path)
+    assert loaded.dataset_root == Path("/nowhere/bmc/dataset")
+    assert str(loaded.files[0].path).startswith("/nowhere/bmc/dataset/")
+
+
+def test_a_dataset_outside_the_manifests_folder_is_recorded_absolute(tmp_path: Path, write_image) -> None:
+    _tree(tmp_path / "elsewhere", write_image)
+    manifest = SplitManifest.load(tmp_path / "elsewhere" / "data" / "split.json")
+    path = manifest.save(tmp_path / "artifacts" / "data" / "split.json")
+    data = json.loads(path.read_text())
+    assert data["dataset_root"] == str(
+        tmp_path / "elsewhere" / "data" / "synthetic" / "bone_marrow_cell_dataset"
+    )
+    assert not SplitManifest.load(path).relocatable
+    assert SplitManifest.load(path).files == manifest.files
+
+
+def test_a_manifest_moved_to_another_root_records_that_root(tmp_path: Path, manifest) -> None:
+    """What the remote-training exchange does: the same split, its files under another folder."""
+    import dataclasses
+
+    saved = SplitManifest.load(manifest.save(tmp_path / "split.json"))
+    remote = Path("/mnt/data/dataset")
+    files = tuple(
+        dataclasses.replace(e, path=remote / e.path.relative_to(saved.dataset_root)) for e in saved.files
+    )
+    moved = dataclasses.replace(saved, dataset_root=remote, files=files)
+    assert json.loads(moved.to_json())["dataset_root"] == "/mnt/data/dataset"

@@ -142,3 +142,58 @@ def test_split_class_shuffles_deterministically() -> None:
 def test_bad_fractions_are_rejected(tmp_path: Path, val: float, test: float) -> None:
     with pytest.raises(DatasetError, match="fractions"):
         make(tmp_path, {"NGS": 5}, val=val, test=test)
+
+
+# --- the split `invoke data` writes travels with the artifacts tree ------------------------------
+def test_the_split_invoke_data_writes_reads_the_same_files_after_the_tree_moves(tmp_path: Path) -> None:
+    import hashlib as _hashlib
+
+    from contracts.config import load_config
+    from workloads.data.manifest import SplitManifest
+    from workloads.data.prepare import prepare_data
+
+    built = tmp_path / "laptop" / "artifacts"
+    config = load_config(
+        {"artifacts_dir": str(built), "data": {"synthetic_images_per_class": 4, "synthetic_image_size": 32}}
+    )
+    lines: list[str] = []
+    written = prepare_data(config, progress=lines.append)
+    assert written.relocatable and not any("outside" in line for line in lines)
+    text = config.paths.split_manifest.read_text()
+    assert str(tmp_path) not in text
+
+    moved = tmp_path / "pod" / "artifacts"
+    moved.parent.mkdir()
+    built.rename(moved)
+    loaded = SplitManifest.load(moved / "data" / "split.json")
+    assert loaded.sha256() == written.sha256()  # what the model card records still matches
+    assert [e.path.relative_to(moved) for e in loaded.files] == [
+        e.path.relative_to(built) for e in written.files
+    ]
+    for entry in loaded.files:
+        assert _hashlib.sha256(entry.path.read_bytes()).hexdigest() == entry.sha256
+
+
+def test_a_local_dataset_outside_the_tree_is_named_absolute_with_a_warning(
+    tmp_path: Path, write_image
+) -> None:
+    from contracts.config import load_config
+    from workloads.data.manifest import SplitManifest
+    from workloads.data.prepare import prepare_data
+
+    dataset = tmp_path / "datasets" / "bone_marrow_cell_dataset"
+    for code in ("ABE", "NGS"):
+        for i in range(3):
+            write_image(dataset / code / f"{code}_{i:05d}.jpg", seed=i)
+    config = load_config(
+        {
+            "artifacts_dir": str(tmp_path / "artifacts"),
+            "data": {"source": "local", "path": str(tmp_path / "datasets")},
+        }
+    )
+    lines: list[str] = []
+    prepare_data(config, progress=lines.append)
+    (warning,) = [line for line in lines if line.startswith("warning: the dataset")]
+    assert f"place the dataset under {config.paths.split_manifest.parent}/" in warning
+    loaded = SplitManifest.load(config.paths.split_manifest)
+    assert not loaded.relocatable and loaded.dataset_root == dataset

@@ -28,6 +28,15 @@ def test_commands_use_the_pinned_cli_the_synthesized_assembly_and_the_config_fil
         f"{CDK} deploy --all --app /a/cdk.out --require-approval never --concurrency 2 "
         "--outputs-file /a/outputs.json --no-notices"
     )
+    parameters = {
+        "p-training": {"HabanaAmiId": "ami-0123"},
+        "p-cluster": {"EndpointPublicCidrs": "1.2.0.0/16,5.6.7.8/32"},
+    }
+    assert cli.deploy_command(assembly=assembly, outputs_file=outputs, parameters=parameters) == (
+        f"{CDK} deploy --all --app /a/cdk.out --require-approval never --concurrency 2 "
+        "--outputs-file /a/outputs.json --parameters p-cluster:EndpointPublicCidrs=1.2.0.0/16,5.6.7.8/32 "
+        "--parameters p-training:HabanaAmiId=ami-0123 --no-notices"
+    )
     assert cli.destroy_command(assembly=assembly, stacks=("p-training", "p-cluster", "p-network")) == (
         f"{CDK} destroy --force --exclusively --app /a/cdk.out p-training p-cluster p-network --no-notices"
     )

@@ -17,7 +17,7 @@ import yaml
 from moto_aws import REGION, moto_session  # noqa: F401 (fixture)
 
 from contracts.errors import DeployError
-from workloads.deploy.eks_token import eks_token, exec_credential
+from workloads.deploy.eks_token import eks_token, exec_credential, main, sts_endpoint
 from workloads.deploy.kubeconfig import write_kubeconfig
 
 
@@ -106,3 +106,19 @@ def test_exec_credential_and_the_module_as_kubectl_runs_it():
         and printed["apiVersion"] == "client.authentication.k8s.io/v1beta1"
     )
     assert _decode(printed["status"]["token"]).netloc == "sts.us-west-2.amazonaws.com"
+
+
+def test_the_token_endpoint_uses_the_partitions_dns_suffix():
+    assert sts_endpoint("us-west-2") == "https://sts.us-west-2.amazonaws.com"
+    assert sts_endpoint("cn-north-1") == "https://sts.cn-north-1.amazonaws.com.cn"
+    sts = boto3.session.Session(
+        aws_access_key_id="AKIDEXAMPLE", aws_secret_access_key="secret", region_name="cn-north-1"
+    ).client("sts", endpoint_url=sts_endpoint("cn-north-1"))
+    assert _decode(eks_token(sts, cluster_name="bmtest-eks")).netloc == "sts.cn-north-1.amazonaws.com.cn"
+
+
+def test_an_unknown_region_is_one_line_on_the_plugins_stderr(capsys):
+    assert main(["--cluster-name", "bmtest-eks", "--region", "us-east-9"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot create an EKS token: aws.region 'us-east-9' is not an AWS region")
+    assert err.count("\n") == 1

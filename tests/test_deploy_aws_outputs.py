@@ -31,6 +31,7 @@ def sample_outputs() -> dict[str, dict[str, str]]:
             "ClusterEndpoint": "https://ABC.gr7.us-west-2.eks.amazonaws.com",
             "NodegroupC5": "PoolC5Nodegroup-abc",
             "NodegroupC6i": "PoolC6iNodegroup-def",
+            "NodegroupC7i": "PoolC7iNodegroup-ghi",
         },
         "bmtest-training": {"Dl1InstanceId": "i-0123456789abcdef0"},
     }
@@ -68,7 +69,7 @@ def test_every_output_the_deploy_code_reads_is_declared_by_the_cdk_stacks():
         for role, template in synth.templates.items()
     }
     outputs = deployed_outputs(declared, NAMES, synth.config.aws.pools)
-    assert set(outputs.nodegroups) == {"c5", "c6i"}
+    assert set(outputs.nodegroups) == {"c5", "c6i", "c7i"} == set(synth.config.aws.pools)
 
 
 def test_outputs_read_from_cloudformation_skip_stacks_that_do_not_exist(moto_session):  # noqa: F811

@@ -20,6 +20,9 @@ from workloads.deploy import aws
 from workloads.deploy.cdk_cli import CdkCli
 
 ROLE_SESSION = "arn:aws:sts::123456789012:assumed-role/Deployer/alice"
+SSO_ROLE = "AWSReservedSSO_AdministratorAccess_1f9ff11932198c00"
+SSO_SESSION = f"arn:aws:sts::123456789012:assumed-role/{SSO_ROLE}/alice@example.org"
+CALLER_ADDRESS = "198.51.100.7"
 
 
 class CdkRunner(MockContext):
@@ -110,6 +113,9 @@ def setup(moto_session, tmp_path, monkeypatch):  # noqa: F811
     session = MotoSession(
         moto_session.url, overrides={"ec2": Dl1Ec2, "service-quotas": DlQuota, "sts": StsAs}
     )
+    session.client("iam").create_role(
+        RoleName="Deployer", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []})
+    )
     session.client("ssm").put_parameter(Name="/cdk-bootstrap/hnb659fds/version", Value="30", Type="String")
     session.client("s3").create_bucket(
         Bucket="bmtest-data-models-1", CreateBucketConfiguration={"LocationConstraint": REGION}
@@ -118,6 +124,8 @@ def setup(moto_session, tmp_path, monkeypatch):  # noqa: F811
         name="bmtest-eks", roleArn="arn:aws:iam::123456789012:role/eks", resourcesVpcConfig={}
     )
     k8s = K8sBoundary(config)
+    # Never the real checkip service: every `up` here sees this machine at CALLER_ADDRESS.
+    monkeypatch.setattr(aws, "detect_public_address", lambda: CALLER_ADDRESS)
     monkeypatch.setattr(aws.k8s_render, "render_serving", k8s.render_serving)
     monkeypatch.setattr(aws.k8s_apply, "apply_manifests", k8s.apply_manifests)
     monkeypatch.setattr(aws.k8s_apply, "delete_manifests", k8s.delete_manifests)
@@ -134,6 +142,9 @@ def test_up_deploys_uploads_applies_and_records_endpoints_and_a_second_up_change
     assert runner.verbs == ["synth", "deploy"]
     effective = json.loads((aws.aws_paths(config).config_file).read_text())
     assert effective["aws"]["cluster_admin_arns"] == ["arn:aws:iam::123456789012:role/Deployer"]
+    deploy = runner.commands[1]
+    assert "--parameters bmtest-training:HabanaAmiId=ami-0123456789abcdef0" in deploy
+    assert f"--parameters bmtest-cluster:EndpointPublicCidrs={CALLER_ADDRESS}/32" in deploy
     assert f"bmc:config-file={aws.aws_paths(config).config_file.resolve()}" in runner.commands[0]
 
     kubeconfig = yaml.safe_load(aws.aws_paths(config).kubeconfig.read_text())
@@ -149,7 +160,7 @@ def test_up_deploys_uploads_applies_and_records_endpoints_and_a_second_up_change
         "model-sync",
     )
     ((paths, applied_kubeconfig),) = k8s.applied
-    assert applied_kubeconfig == aws.aws_paths(config).kubeconfig and len(paths) == 2
+    assert applied_kubeconfig == aws.aws_paths(config).kubeconfig and len(paths) == len(config.aws.pools) == 3
     ((target, endpoints),) = k8s.recorded
     assert target == "aws"
     assert endpoints["c6i"] == {
@@ -169,6 +180,7 @@ def test_dry_run_without_credentials_synthesizes_only(setup):
     assert aws.up(config, runner=runner, session=session, dry_run=True, progress=lines.append).dry_run
     assert runner.verbs == ["synth"]
     assert "no AWS credentials: synthesized only, no `cdk diff`" in lines
+    assert not aws.aws_paths(config).habana_ami_record.exists()
     assert not k8s.applied and "Contents" not in session.client("s3").list_objects_v2(
         Bucket="bmtest-data-models-1"
     )
@@ -246,3 +258,120 @@ def test_down_with_nothing_deployed_removes_nothing(setup):
     runner, lines = CdkRunner(), []
     result = aws.down(config, runner=runner, session=session, progress=lines.append)
     assert result == aws.DownResult(removed=(), kept=()) and runner.commands == [] and not k8s.deleted
+
+
+def _with_aws(config, **changes):
+    plain = _plain(config)
+    return load_config({**plain, "aws": {**plain["aws"], **changes}})
+
+
+def test_an_unpinned_habana_ami_is_found_recorded_and_reused(setup):
+    config, session, _k8s = setup
+    config = _with_aws(config, habana_ami_ids={})
+    runner = CdkRunner()
+    aws.up(config, runner=runner, session=session, progress=lambda line: None)
+    # The newest SynapseAI 1.14 TensorFlow image; the 1.15 PyTorch one is newer but not a match.
+    assert "--parameters bmtest-training:HabanaAmiId=ami-0aaaaaaaaaaaaaaa2" in runner.commands[1]
+    record = json.loads(aws.aws_paths(config).habana_ami_record.read_text())
+    assert record[REGION]["image_id"] == "ami-0aaaaaaaaaaaaaaa2"
+
+    # A newer image appears: the next deploy keeps the recorded one (the instance is not replaced).
+    newer = {
+        "ImageId": "ami-0bbbbbbbbbbbbbbb1",
+        "Name": "Deep Learning AMI Habana TensorFlow 2.15.0 SynapseAI 1.14.0 (Ubuntu 22.04) 20240601",
+        "CreationDate": "2024-06-01T10:00:00.000Z",
+    }
+    session.overrides["ec2"] = lambda real: Dl1Ec2(real, images=(newer,))
+    again = CdkRunner()
+    aws.up(config, runner=again, session=session, progress=lambda line: None)
+    assert "HabanaAmiId=ami-0aaaaaaaaaaaaaaa2" in again.commands[1]
+    # A pin wins over the record.
+    pinned = _with_aws(config, habana_ami_ids={REGION: "ami-0ccccccccccccccc1"})
+    third = CdkRunner()
+    aws.up(pinned, runner=third, session=session, progress=lambda line: None)
+    assert "HabanaAmiId=ami-0ccccccccccccccc1" in third.commands[1]
+
+
+def test_no_matching_habana_ami_stops_before_anything_is_deployed(setup):
+    config, session, _k8s = setup
+    session.overrides["ec2"] = lambda real: Dl1Ec2(real, images=())
+    runner = CdkRunner()
+    with pytest.raises(DeployError, match=rf"^no Amazon image named .* in {REGION}: pin .*habana_ami_ids"):
+        aws.up(_with_aws(config, habana_ami_ids={}), runner=runner, session=session, progress=print)
+    assert runner.commands == []
+
+
+def test_an_sso_caller_becomes_cluster_admin_with_the_roles_full_path(setup):
+    config, session, _k8s = setup
+    session.client("iam").create_role(
+        RoleName=SSO_ROLE,
+        Path="/aws-reserved/sso.amazonaws.com/",
+        AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}),
+    )
+    session.overrides["sts"] = lambda real: StsAs(arn=SSO_SESSION)
+    aws.up(config, runner=CdkRunner(), session=session, progress=lambda line: None)
+    effective = json.loads(aws.aws_paths(config).config_file.read_text())
+    assert effective["aws"]["cluster_admin_arns"] == [
+        f"arn:aws:iam::123456789012:role/aws-reserved/sso.amazonaws.com/{SSO_ROLE}"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"endpoint_access": "private"}, r"^aws\.endpoint_access is private: .*aws\.deploy_from_vpc: true"),
+        (
+            {"endpoint_public_cidrs": ["203.0.113.0/24"]},
+            rf"^this machine's public address {CALLER_ADDRESS} is not in aws\.endpoint_public_cidrs",
+        ),
+    ],
+)
+def test_an_unreachable_endpoint_stops_before_anything_is_deployed(setup, changes, message):
+    config, session, _k8s = setup
+    runner = CdkRunner()
+    with pytest.raises(DeployError, match=message):
+        aws.up(_with_aws(config, **changes), runner=runner, session=session, progress=lambda line: None)
+    assert runner.commands == [] and not aws.aws_paths(config).habana_ami_record.exists()
+
+
+def test_reachable_endpoints_deploy_with_their_allow_list(setup):
+    config, session, _k8s = setup
+    listed = CdkRunner()
+    aws.up(
+        _with_aws(config, endpoint_public_cidrs=["198.51.100.0/24", "203.0.113.0/24"]),
+        runner=listed,
+        session=session,
+        progress=lambda line: None,
+    )
+    assert "bmtest-cluster:EndpointPublicCidrs=198.51.100.0/24,203.0.113.0/24" in listed.commands[1]
+    private = CdkRunner()
+    aws.up(
+        _with_aws(config, endpoint_access="private", deploy_from_vpc=True),
+        runner=private,
+        session=session,
+        progress=lambda line: None,
+        detect_address=lambda: pytest.fail("a private endpoint needs no public address"),
+    )
+    assert "EndpointPublicCidrs" not in private.commands[1]
+
+
+def test_an_unknown_region_is_refused_offline_before_any_call(setup):
+    config, _session, _k8s = setup
+    plain = _plain(config)
+    bad = load_config(
+        {
+            **plain,
+            "aws": {
+                **plain["aws"],
+                "region": "us-east-9",
+                "availability_zones": ["us-east-9a", "us-east-9b"],
+            },
+        }
+    )
+    runner = CdkRunner()
+    for step in (aws.up, aws.down):
+        with pytest.raises(
+            DeployError, match=r"^aws\.region 'us-east-9' is not an AWS region \(did you mean"
+        ):
+            step(bad, runner=runner, session=object(), progress=lambda line: None)
+    assert runner.commands == []

@@ -134,3 +134,33 @@ def test_an_empty_repository_is_one_clear_error(moto_session, tmp_path):  # noqa
     (tmp_path / "models").mkdir()
     with pytest.raises(DeployError, match="nothing to upload"):
         _upload(_bucket(moto_session), tmp_path / "models", tmp_path / "journal")
+
+
+class DeniedDeletes:
+    """S3 answering DeleteObjects as it does when a policy denies s3:DeleteObject: 200, with Errors."""
+
+    def __init__(self, real):
+        self.real = real
+
+    def delete_objects(self, *, Bucket, Delete):
+        errors = [
+            {"Key": o["Key"], "Code": "AccessDenied", "Message": "Access Denied"} for o in Delete["Objects"]
+        ]
+        return {"Errors": errors}
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+
+def test_stale_objects_that_cannot_be_removed_are_an_error(moto_session, tmp_path):  # noqa: F811
+    s3 = _bucket(moto_session)
+    root = tmp_path / "models"
+    _repository(root)
+    _upload(s3, root, tmp_path / "journal")
+    (root / "bone-marrow-int8/1/model.xml").unlink()
+    with pytest.raises(DeployError) as info:
+        _upload(DeniedDeletes(s3), root, tmp_path / "journal")
+    assert str(info.value).startswith(
+        f"cannot remove 1 stale object(s) from s3://{BUCKET}/ovms/: ovms/bone-marrow-int8/1/model.xml: "
+        "AccessDenied (Access Denied)"
+    )

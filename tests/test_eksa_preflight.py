@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -20,13 +19,10 @@ from workloads.deploy import vsphere
 lab, vcsim_binary, vsphere_env = harness.lab, harness.vcsim_binary, harness.vsphere_env
 
 
-REAL_PROBE = preflight.endpoint_answers
-
-
 @pytest.fixture(autouse=True)
 def free_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The endpoint probe says 'free' (this sandbox may accept every outbound TCP connection)."""
-    monkeypatch.setattr(preflight, "endpoint_answers", lambda address: None)
+    """The default endpoint probe says 'free': no test sends traffic to the lab's 10.250.0.10."""
+    monkeypatch.setattr(preflight, "ip_in_use", lambda address: None)
 
 
 def _config(sim: Vcsim, tmp_path: Path, *, kubernetes: dict | None = None, **vsphere_overrides):
@@ -39,10 +35,10 @@ def _config(sim: Vcsim, tmp_path: Path, *, kubernetes: dict | None = None, **vsp
     )
 
 
-def _failures(config, tmp_path: Path) -> tuple[str, ...]:
+def _failures(config, tmp_path: Path, **up_options) -> tuple[str, ...]:
     lines: list[str] = []
     with pytest.raises(PreflightError) as info:
-        vsphere.up(config, dry_run=True, progress=lines.append)
+        vsphere.up(config, dry_run=True, progress=lines.append, **up_options)
     assert not (tmp_path / "artifacts" / "deploy").exists(), "a failed preflight must write nothing"
     assert [f"preflight: {f}" for f in info.value.failures] == [
         ln for ln in lines if ln.startswith("preflight:")
@@ -76,23 +72,27 @@ def test_bad_password(vsphere_env: Vcsim, tmp_path: Path, monkeypatch: pytest.Mo
 def test_missing_datastore(vsphere_env: Vcsim, tmp_path: Path) -> None:
     failures = _failures(_config(vsphere_env, tmp_path, datastore="NoSuchDS"), tmp_path)
     assert failures == (
-        "vsphere.datastore /DC0/datastore/NoSuchDS not found in vCenter (found: /DC0/datastore/LocalDS_0)",
+        "vsphere.datastore 'NoSuchDS' not found in vCenter (found: /DC0/datastore/LocalDS_0)",
     )
 
 
-def test_missing_folder_pool_and_network_outside_the_network_folder(
-    vsphere_env: Vcsim, tmp_path: Path
-) -> None:
+def test_missing_pool_and_network_outside_the_network_folder(vsphere_env: Vcsim, tmp_path: Path) -> None:
     config = _config(
-        vsphere_env, tmp_path, folder="nope", resource_pool="DC0_C0/Resources/x", network="/DC0/vm/eksa"
+        vsphere_env, tmp_path, folder="deep/nope", resource_pool="DC0_C0/Resources/x", network="/DC0/vm/eksa"
     )
     failures = _failures(config, tmp_path)
     assert "vsphere.network /DC0/vm/eksa must be under /DC0/network/" in failures
+    # govc GetFolderPath creates only the last folder: a missing parent is an error.
     assert any(
-        f.startswith("vsphere.folder /DC0/vm/nope not found in vCenter (found: /DC0/vm/Templates")
+        f.startswith("vsphere.folder /DC0/vm/deep/nope: its parent /DC0/vm/deep does not exist")
         for f in failures
     )
-    assert any(f.startswith("vsphere.resource_pool /DC0/host/DC0_C0/Resources/x not found") for f in failures)
+    assert any(
+        f.startswith(
+            "vsphere.resource_pool 'DC0_C0/Resources/x' not found in vCenter (found: /DC0/host/DC0_C0"
+        )
+        for f in failures
+    )
 
 
 def test_untagged_template(vsphere_env: Vcsim, tmp_path: Path) -> None:
@@ -142,7 +142,9 @@ def test_vcenter_6_is_refused(vcsim_binary: Path, tmp_path: Path, monkeypatch: p
         failures = _failures(_config(old, tmp_path), tmp_path)
     finally:
         old.stop()
-    assert failures == ("vCenter 127.0.0.1 runs 6.7.0; EKS Anywhere needs vSphere 7.0 or later",)
+    assert failures == (
+        "vCenter 127.0.0.1 runs 6.7.0; EKS Anywhere needs vSphere 7.0.3 or later (7.0 Update 3, 8.x)",
+    )
 
 
 def test_bad_control_plane_endpoint(
@@ -153,20 +155,38 @@ def test_bad_control_plane_endpoint(
         "control plane endpoint 192.168.10.10 lies inside vsphere.pod_cidr 192.168.0.0/16; "
         "pick an address outside the pod and service ranges",
     )
-    monkeypatch.setattr(preflight, "endpoint_answers", lambda address: 6443)
-    taken = _failures(_config(vsphere_env, tmp_path), tmp_path)
+    asked: list[str] = []
+
+    def refused(address: str) -> str:
+        asked.append(address)
+        return "a host there refuses TCP connections on port 80"
+
+    taken = _failures(_config(vsphere_env, tmp_path), tmp_path, probe=refused)
+    assert asked == ["10.250.0.10"]
     assert taken == (
-        "control plane endpoint 10.250.0.10 is already in use (port 6443 answers); "
-        "pick a free IP excluded from DHCP",
+        "control plane endpoint 10.250.0.10 is already in use (a host there refuses TCP connections on "
+        "port 80); pick a free IP excluded from DHCP",
     )
 
 
 def test_even_counts_are_all_reported(vsphere_env: Vcsim, tmp_path: Path) -> None:
+    """pkg/api/v1alpha1/cluster.go validateEtcdReplicas ("external etcd count cannot be an even
+    number") and validateControlPlaneReplicas (even control planes only with stacked etcd refused)."""
     failures = _failures(_config(vsphere_env, tmp_path, control_plane_count=2, etcd_count=4), tmp_path)
-    assert failures == (
-        "vsphere.control_plane_count is 2; use an odd count (1, 3, 5) for quorum",
-        "vsphere.etcd_count is 4; use an odd count (3, 5) or 0 for stacked etcd",
+    assert failures == ("vsphere.etcd_count is 4; use an odd count (3, 5) or 0 for stacked etcd",)
+    stacked = _failures(_config(vsphere_env, tmp_path, control_plane_count=2, etcd_count=0), tmp_path)
+    assert stacked == (
+        "vsphere.control_plane_count is 2 with stacked etcd (etcd_count 0); use an odd count (1, 3, 5) "
+        "or external etcd",
     )
+
+
+def test_even_control_plane_with_external_etcd_is_accepted(vsphere_env: Vcsim, tmp_path: Path) -> None:
+    """pkg/api/v1alpha1/cluster.go validateControlPlaneReplicas: "For unstacked/external etcd,
+    controlplane replicas can be any number including even numbers" (`generate clusterconfig`
+    writes 2 control planes + 3 etcd)."""
+    config = _config(vsphere_env, tmp_path, control_plane_count=2, etcd_count=3)
+    vsphere.up(config, dry_run=True, progress=lambda line: None)
 
 
 def test_cluster_name_rules(vsphere_env: Vcsim, tmp_path: Path) -> None:
@@ -183,7 +203,7 @@ def test_capacity_of_datastore_and_resource_pool(vsphere_env: Vcsim, tmp_path: P
         "datastore /DC0/datastore/LocalDS_0 has 2047 GiB free; the machines need 4100 GiB"
     )
     assert failures[1].startswith(
-        "resource pool /DC0/host/DC0_C0/Resources/eksa allows 262144 MiB of memory; "
+        "resource pool /DC0/host/DC0_C0/Resources/eksa has 262144 MiB of memory left under its limit; "
         "the machines need 432768 MiB"
     )
 
@@ -223,15 +243,6 @@ def test_unset_settings(vsphere_env: Vcsim, tmp_path: Path) -> None:
     assert (
         "vsphere.control_plane_endpoint is not set: choose a free static IP on the node network" in failures
     )
-
-
-def test_endpoint_probe_is_a_tcp_connect() -> None:
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen()
-        open_port = listener.getsockname()[1]
-        assert REAL_PROBE("127.0.0.1", ports=(open_port,), timeout=1) == open_port
-    assert REAL_PROBE("127.0.0.1", ports=(open_port,), timeout=1) is None
 
 
 def test_mixed_os_families_are_refused() -> None:

@@ -38,20 +38,25 @@ def test_full_render_from_the_simulator_validates_against_the_crds(
 ) -> None:
     from infra.eksa import preflight
 
-    monkeypatch.setattr(preflight, "endpoint_answers", lambda address: None)
+    monkeypatch.setattr(preflight, "ip_in_use", lambda address: None)
     config = _config(vsphere_env, tmp_path)
     spec = vsphere.up(config, dry_run=True, progress=lambda line: None).spec
     text = spec.read_text()
-    assert len(validate_stream(text)) == 5  # Cluster, datacenter, cp + etcd + one worker machine config
+    # Cluster, datacenter, cp + etcd + serving worker + bench worker machine configs
+    assert len(validate_stream(text)) == 6
     docs = _by_kind(text)
     cluster = docs["Cluster"][0]["spec"]
     assert cluster["kubernetesVersion"] == "1.34"
     assert cluster["controlPlaneConfiguration"]["endpoint"]["host"] == "10.250.0.10"
     assert cluster["externalEtcdConfiguration"]["count"] == 3
-    [group] = cluster["workerNodeGroupConfigurations"]
+    group, bench = cluster["workerNodeGroupConfigurations"]
     pool = config.vsphere.pools["icelake"]
     assert group["labels"] == config.kubernetes.pool_labels("icelake", pool)
     assert group["count"] == pool.desired_size
+    assert "taints" not in group
+    assert bench["name"] == "bench" and bench["machineGroupRef"]["name"] == "bone-marrow-onprem-bench"
+    assert bench["labels"] == config.kubernetes.bench_pool_labels(config.vsphere.bench_pool)
+    assert bench["count"] == 0 and "kubeletConfiguration" not in bench
     datacenter = docs["VSphereDatacenterConfig"][0]["spec"]
     assert datacenter == {
         "datacenter": "DC0",
@@ -61,7 +66,19 @@ def test_full_render_from_the_simulator_validates_against_the_crds(
         "insecure": False,
     }
     machines = {m["metadata"]["name"]: m["spec"] for m in docs["VSphereMachineConfig"]}
-    assert set(machines) == {"bone-marrow-onprem-cp", "bone-marrow-onprem-etcd", "bone-marrow-onprem-icelake"}
+    assert set(machines) == {
+        "bone-marrow-onprem-cp",
+        "bone-marrow-onprem-etcd",
+        "bone-marrow-onprem-icelake",
+        "bone-marrow-onprem-bench",
+    }
+    assert (
+        machines["bone-marrow-onprem-bench"]["numCPUs"],
+        machines["bone-marrow-onprem-bench"]["memoryMiB"],
+    ) == (
+        config.vsphere.bench_machine.cpus,
+        config.vsphere.bench_machine.memory_mib,
+    )
     worker = machines["bone-marrow-onprem-icelake"]
     assert worker["template"] == "/DC0/vm/Templates/bottlerocket-1.34"
     assert worker["resourcePool"] == "/DC0/host/DC0_C0/Resources/eksa"
@@ -149,3 +166,66 @@ def test_the_vendored_crds_equal_the_shared_ones() -> None:
     shared = {p.name: p.read_bytes() for p in crds.SHARED_CRDS.glob("*.yaml")}
     vendored = {p.name: p.read_bytes() for p in crds.DEFAULT_CRDS.glob("*.yaml")}
     assert vendored == shared, "refresh infra/eksa/crds from ../shared/eksa-crds"
+
+
+def _cluster_spec(**vsphere) -> dict:
+    config = load_config({"vsphere": {"control_plane_endpoint": "10.0.0.9", **vsphere}})
+    return _by_kind(render_documents(build_values(config)))["Cluster"][0]["spec"]
+
+
+def test_bench_worker_group_is_tainted_and_scaled_to_zero() -> None:
+    """pkg/api/v1alpha1/cluster.go validateWorkerNodeGroups / validateAutoscalingConfig: count 0 is
+    allowed ("worker node count must be zero or greater"), taints are per group, and at least one
+    group must stay free of NoSchedule/NoExecute taints (the serving groups are)."""
+    config = load_config({"vsphere": {"control_plane_endpoint": "10.0.0.9"}})
+    text = render_documents(build_values(config))
+    validate_stream(text)  # the CRD schema takes taints on worker node groups
+    groups = {g["name"]: g for g in _by_kind(text)["Cluster"][0]["spec"]["workerNodeGroupConfigurations"]}
+    taint = config.kubernetes.bench_taint()
+    assert groups["bench"]["taints"] == [{"key": taint.key, "value": taint.value, "effect": "NoSchedule"}]
+    assert groups["bench"]["count"] == config.vsphere.bench_pool.desired_size == 0
+    untainted = [name for name, group in groups.items() if not group.get("taints")]
+    assert untainted == ["icelake"]
+    scaled = _cluster_spec(
+        bench_pool={"instance_type": "vsphere-vm", "cpu_generation": "icelake", "desired_size": 1}
+    )
+    assert [g["count"] for g in scaled["workerNodeGroupConfigurations"] if g["name"] == "bench"] == [1]
+
+
+def test_serving_groups_run_the_static_cpu_manager() -> None:
+    """The Cluster CRD's workerNodeGroupConfigurations[].kubeletConfiguration (preserve-unknown-fields),
+    checked by pkg/api/v1alpha1/cluster.go validateWorkerNodeKubeletConfiguration (strict
+    KubeletConfiguration, `kind` required per docs/.../optional/kubeletconfig.md). kubelet's static
+    policy needs reserved CPU, so kubeReserved.cpu is vsphere.node_reserved's."""
+    pools = {
+        "icelake": {"instance_type": "vsphere-vm", "cpu_generation": "icelake"},
+        "spr": {"instance_type": "vsphere-vm", "cpu_generation": "sapphirerapids"},
+    }
+    groups = {g["name"]: g for g in _cluster_spec(pools=pools)["workerNodeGroupConfigurations"]}
+    expected = {"kind": "KubeletConfiguration", "cpuManagerPolicy": "static", "kubeReserved": {"cpu": "100m"}}
+    assert groups["icelake"]["kubeletConfiguration"] == expected
+    assert groups["spr"]["kubeletConfiguration"] == expected
+    assert "kubeletConfiguration" not in groups["bench"]
+
+
+def test_etcd_memory_is_raised_to_8192_as_eksctl_does(tmp_path: Path) -> None:
+    """pkg/providers/vsphere/defaults.go setDefaultsForEtcdMachineConfig: etcd machines below
+    8192 MiB are raised to 8192; the control plane keeps what it was given."""
+    small = {"cpus": 2, "memory_mib": 4096, "disk_gib": 25}
+    config = load_config(
+        {
+            "vsphere": {
+                "control_plane_endpoint": "10.0.0.9",
+                "etcd_machine": small,
+                "control_plane_machine": small,
+            }
+        }
+    )
+    values = build_values(config)
+    machines = {
+        m["metadata"]["name"]: m["spec"] for m in _by_kind(render_documents(values))["VSphereMachineConfig"]
+    }
+    assert machines["bone-marrow-onprem-etcd"]["memoryMiB"] == 8192
+    assert machines["bone-marrow-onprem-cp"]["memoryMiB"] == 4096
+    counts = {machine.name: (machine.memory_mib, count) for machine, count in values.machine_counts()}
+    assert counts["bone-marrow-onprem-etcd"] == (8192, 3)

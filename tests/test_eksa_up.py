@@ -56,11 +56,14 @@ def fake_eksctl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, vsphere_env: Vc
     script = bin_dir / "eksctl"
     script.write_text(FAKE_EKSCTL.format(python=sys.executable))
     script.chmod(0o755)
+    plugin = bin_dir / "eksctl-anywhere"  # eksctl runs `eksctl anywhere` as this executable
+    plugin.write_text("#!/bin/sh\nexit 0\n")
+    plugin.chmod(0o755)
     record = tmp_path / "eksctl-calls.json"
     monkeypatch.setenv("PATH", str(bin_dir))
     monkeypatch.setenv("FAKE_EKSCTL_RECORD", str(record))
     monkeypatch.setenv("FAKE_EKSCTL_EXPECT_PASSWORD", vsphere_env.password)
-    monkeypatch.setattr(preflight, "endpoint_answers", lambda address: None)
+    monkeypatch.setattr(preflight, "ip_in_use", lambda address: None)
     return record
 
 
@@ -136,16 +139,26 @@ def test_down_without_a_cluster(vsphere_env: Vcsim, tmp_path: Path) -> None:
         vsphere.down(_config(vsphere_env, tmp_path), progress=lambda line: None)
 
 
-def test_missing_eksctl_is_a_clear_error(
+def test_missing_eksctl_or_its_plugin_stops_before_discovery(
     vsphere_env: Vcsim, fake_eksctl: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     config = _config(vsphere_env, tmp_path)
     source = model_source_for(config, bucket="bmc-models", region="us-east-1")
+
+    def no_discovery(*args, **kwargs):
+        raise AssertionError("vCenter was contacted before the tools were checked")
+
+    monkeypatch.setattr(vsphere, "discover_and_check", no_discovery)
+    (tmp_path / "bin" / "eksctl-anywhere").unlink()
+    with pytest.raises(DeployError, match=r"^eksctl-anywhere not found on PATH; install eksctl and its"):
+        vsphere.up(config, model_source=source, progress=lambda line: None)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     with pytest.raises(
-        DeployError, match=r"^eksctl not found on PATH; install eksctl and its anywhere plugin"
+        DeployError, match=r"^eksctl and eksctl-anywhere not found on PATH; install eksctl and its anywhere"
     ):
         vsphere.up(config, model_source=source, progress=lambda line: None)
+    assert not (tmp_path / "artifacts").exists()
+    assert not fake_eksctl.exists()
 
 
 def test_failing_eksctl_points_at_its_log(

@@ -28,6 +28,27 @@ def test_defaults() -> None:
         ({"ovms": {"hpa_max_replicas": 1, "replicas": 2}}, "ovms.hpa_max_replicas must be 0"),
         ({"ovms": {"batch": {"performance_hint": "FAST"}}}, "ovms.batch.performance_hint must be one of"),
         ({"ovms": {"eksa_model_delivery": "nfs"}}, "ovms.eksa_model_delivery must be one of"),
+        (
+            {"ovms": {"cpus": 2, "batch": {"performance_hint": "THROUGHPUT", "inference_threads": 3}}},
+            "ovms.batch.inference_threads must be <= ovms.cpus (2), got 3",
+        ),
+        (
+            {"ovms": {"realtime": {"performance_hint": "LATENCY", "num_streams": 2}}},
+            "ovms.realtime.num_streams must be <= ovms.cpus (1), got 2",
+        ),
+        (
+            {"kubernetes": {"monitoring_namespace": "Mon"}},
+            "kubernetes.monitoring_namespace must be a DNS label",
+        ),
+        (
+            {"kubernetes": {"node_allocatable": {"c5.large": {"cpu_millicores": -1}}}},
+            "kubernetes.node_allocatable.c5.large.cpu_millicores must be >= 0",
+        ),
+        (
+            {"kubernetes": {"eks_system_pods": {"kube-proxy": {"memory_mib": "lots"}}}},
+            "kubernetes.eks_system_pods.kube-proxy.memory_mib must be an integer",
+        ),
+        ({"vsphere": {"node_reserved": {"memory_mib": 8192}}}, "vsphere.node_reserved must leave room"),
         ({"images": {"tag": "latest"}}, "images.tag must be a Docker tag other than 'latest'"),
         ({"images": {"registry": "https://r.example.com"}}, "images.registry must be host"),
         ({"images": {"dl1_cards": 9}}, "images.dl1_cards must be 1-8"),

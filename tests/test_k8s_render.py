@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+import http.server
 import json
+import subprocess
+import threading
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import yaml
@@ -12,7 +17,9 @@ from contracts.config import load_config
 from contracts.errors import DeployError
 from workloads.k8s.bench_job import BenchJobSpec, PvcArtifacts, render_bench_job
 from workloads.k8s.model_source import BakedModelSource, S3ModelSource, SecretS3ModelSource
+from workloads.k8s.ovms import model_ready_paths
 from workloads.k8s.render import parse_and_validate, render_serving
+from workloads.k8s.security import pinned_by_static_cpu_manager, qos_class
 from workloads.k8s.validate import supported_versions, validate_document
 
 POD_IDENTITY = S3ModelSource(
@@ -38,7 +45,19 @@ CASES = {
     "eks-irsa": ("aws", IRSA, {}),
     "eksa-secret": ("vsphere", SECRET, {}),
     "eksa-baked": ("vsphere", BAKED, {"ovms": {"eksa_model_delivery": "baked"}}),
-    "eks-hpa": ("aws", POD_IDENTITY, {"ovms": {"hpa_max_replicas": 3, "replicas": 2}}),
+    "eks-hpa": (
+        "aws",
+        POD_IDENTITY,
+        {
+            "ovms": {"hpa_max_replicas": 3, "replicas": 2},
+            "aws": {
+                "pools": {
+                    name: {"instance_type": f"{name}.large", "cpu_generation": gen, "desired_size": 2}
+                    for name, gen in (("c5", "cascadelake"), ("c6i", "icelake"))
+                }
+            },
+        },
+    ),
 }
 
 
@@ -82,6 +101,21 @@ def test_files_per_pool_and_pinned_by_shared_labels(tmp_path: Path, case: str) -
     assert len(_kind(documents, "PodDisruptionBudget")) == len(pools)
 
 
+def test_the_default_aws_pools_render_cascade_lake_ice_lake_and_sapphire_rapids(tmp_path: Path) -> None:
+    documents, config = _render(tmp_path, "eks-pod-identity")
+    selectors = {
+        d["metadata"]["name"]: d["spec"]["template"]["spec"]["nodeSelector"]
+        for d in _kind(documents, "Deployment")
+    }
+    generation = f"{config.kubernetes.label_domain}/cpu-generation"
+    assert {name: labels[generation] for name, labels in selectors.items()} == {
+        "ovms-c5": "cascadelake",
+        "ovms-c6i": "icelake",
+        "ovms-c7i": "sapphirerapids",
+    }
+    assert selectors["ovms-c7i"][f"{config.kubernetes.label_domain}/pool"] == "c7i"
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_pod_security_restricted(tmp_path: Path, case: str) -> None:
     documents, _config = _render(tmp_path, case)
@@ -109,15 +143,19 @@ def test_pod_security_restricted(tmp_path: Path, case: str) -> None:
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_http_probes_never_tcp(tmp_path: Path, case: str) -> None:
-    documents, _config = _render(tmp_path, case)
+def test_probes_ask_every_served_model_never_tcp(tmp_path: Path, case: str) -> None:
+    documents, config = _render(tmp_path, case)
+    models = [f"bone-marrow-{p}" for p in config.serving.precisions]
     for deployment in _kind(documents, "Deployment"):
         (ovms,) = deployment["spec"]["template"]["spec"]["containers"]
-        assert ovms["startupProbe"]["httpGet"]["path"] == "/v2/health/ready"
-        assert ovms["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+        for probe in ("startupProbe", "readinessProbe"):
+            command = ovms[probe]["exec"]["command"]
+            assert command[:2] == ["/bin/sh", "-c"] and "curl --fail" in command[2]
+            assert command[4:] == [f"/v2/models/{m}/ready" for m in models]
+            assert ovms[probe]["timeoutSeconds"] > 2 * len(models)
         assert ovms["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-            assert set(ovms[probe]) & {"tcpSocket", "exec", "grpc"} == set()
+            assert set(ovms[probe]) & {"tcpSocket", "grpc"} == set()
 
 
 def test_ovms_settings_from_config(tmp_path: Path) -> None:
@@ -128,7 +166,13 @@ def test_ovms_settings_from_config(tmp_path: Path) -> None:
     names = [m["config"]["name"] for m in server["model_config_list"]]
     assert names == [f"bone-marrow-{p}" for p in config.serving.precisions]
     for model in server["model_config_list"]:
-        assert model["config"]["plugin_config"]["PERFORMANCE_HINT"] == "THROUGHPUT"
+        # Sized to the pod's 1 CPU, not the node's cores.
+        assert model["config"]["plugin_config"] == {
+            "PERFORMANCE_HINT": "THROUGHPUT",
+            "NUM_STREAMS": 1,
+            "INFERENCE_NUM_THREADS": 1,
+            "INFERENCE_PRECISION_HINT": "f32",  # fp32 and int8 never run in bf16 on AMX nodes
+        }
     args = _kind(documents, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--log_level=INFO" in args and "--file_system_poll_wait_seconds=0" in args
     assert not any(a.startswith("--metrics_enable") for a in args), (
@@ -142,7 +186,13 @@ def test_ovms_settings_from_config(tmp_path: Path) -> None:
     text = (tmp_path / "rt" / "00-namespace.yaml").read_text()
     cm = next(d for d in yaml.safe_load_all(text) if d["kind"] == "ConfigMap")
     model = json.loads(cm["data"]["config.json"])["model_config_list"][0]["config"]
-    assert model["plugin_config"] == {"PERFORMANCE_HINT": "LATENCY"} and model["nireq"] == 2
+    assert model["nireq"] == 2
+    assert model["plugin_config"] == {
+        "PERFORMANCE_HINT": "LATENCY",
+        "NUM_STREAMS": 1,
+        "INFERENCE_NUM_THREADS": 1,
+        "INFERENCE_PRECISION_HINT": "f32",
+    }
 
 
 def test_model_sync_identity_reaches_only_the_sync_container(tmp_path: Path) -> None:
@@ -214,7 +264,10 @@ def test_hpa_optional_and_owns_replicas(tmp_path: Path) -> None:
 def test_bench_job_in_cluster(tmp_path: Path) -> None:
     config = load_config()
     spec = BenchJobSpec(
-        pool="c6i", image="123456789012.dkr.ecr.us-east-1.amazonaws.com/bm/bench:0.1.0", artifacts=IRSA
+        pool="c6i",
+        image="123456789012.dkr.ecr.us-east-1.amazonaws.com/bm/bench:0.1.0",
+        artifacts=IRSA,
+        results=dataclasses.replace(IRSA, bucket="bm-results", prefix="bench-results"),
     )
     path = render_bench_job(config, target="aws", spec=spec, out_dir=tmp_path)
     documents = parse_and_validate(path.read_text(), version=config.kubernetes.version, source=path.name)
@@ -233,7 +286,12 @@ def test_bench_job_in_cluster(tmp_path: Path) -> None:
     ]
     (config_map,) = _kind(documents, "ConfigMap")
     assert yaml.safe_load(config_map["data"]["invoke.yaml"])["bmc"]["artifacts_dir"] == "/work/artifacts"
-    assert upload["args"][:4] == ["s3", "sync", "/work/artifacts/bench", "s3://bm-models/bench-results"]
+    assert upload["args"][:4] == [
+        "s3",
+        "sync",
+        "/work/artifacts/bench",
+        "s3://bm-results/bench-results/aws/c6i/bench-c6i",
+    ]
     assert not any(e["name"].startswith("AWS_") for e in bench["env"])
     (policy,) = _kind(documents, "NetworkPolicy")
     assert (
@@ -319,3 +377,153 @@ def test_targets_choose_the_model_source(tmp_path: Path) -> None:
         aws.require_model_source(config, ModelRequest(bucket_flag="--bucket"))
     paths = render_serving(config, target="vsphere", out_dir=tmp_path, model_source=SECRET)
     assert [p.name for p in paths] == ["00-namespace.yaml", "10-ovms-icelake.yaml"]
+
+
+class _ModelReady(http.server.BaseHTTPRequestHandler):
+    """KServe v2 Model Ready as OVMS answers it: 200 for a loaded model, 4xx for any other."""
+
+    ready: ClassVar[set[str]] = set()
+
+    def do_GET(self) -> None:
+        self.send_response(200 if self.path in self.ready else 404)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_the_rendered_readiness_command_fails_until_every_model_is_ready(tmp_path: Path) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _ModelReady)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        config = load_config({"ovms": {"rest_port": server.server_address[1]}})
+        render_serving(config, target="aws", model_source=POD_IDENTITY, out_dir=tmp_path)
+        text = (tmp_path / "10-ovms-c5.yaml").read_text()
+        assert "&id" not in text, "each probe spelled out, not a YAML alias"
+        (deployment,) = [d for d in yaml.safe_load_all(text) if d["kind"] == "Deployment"]
+        (ovms,) = deployment["spec"]["template"]["spec"]["containers"]
+        command = ovms["readinessProbe"]["exec"]["command"]
+        assert ovms["startupProbe"]["exec"]["command"] == command
+
+        def probe() -> subprocess.CompletedProcess[str]:
+            return subprocess.run(command, capture_output=True, text=True, timeout=30)
+
+        _ModelReady.ready = {"/v2/models/bone-marrow-fp32/ready"}  # int8 failed to load
+        done = probe()
+        assert done.returncode != 0
+        assert "model-ready: /v2/models/bone-marrow-int8/ready is not ready" in done.stderr
+        _ModelReady.ready = set()  # the server is up, no model is
+        assert probe().returncode != 0
+        _ModelReady.ready = {f"/v2/models/bone-marrow-{p}/ready" for p in ("fp32", "int8")}
+        done = probe()
+        assert done.returncode == 0, done.stderr
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert probe().returncode != 0, "nothing listening: not ready"
+
+
+def test_model_ready_asks_for_the_pinned_version() -> None:
+    assert model_ready_paths({"m-fp32": 3, "m-int8": None}) == [
+        "/v2/models/m-fp32/versions/3/ready",
+        "/v2/models/m-int8/ready",
+    ]
+
+
+def test_metrics_are_scrapable_from_the_monitoring_namespace_only(tmp_path: Path) -> None:
+    documents, config = _render(tmp_path, "eks-pod-identity")
+    for deployment in _kind(documents, "Deployment"):
+        template = deployment["spec"]["template"]
+        annotations = template["metadata"]["annotations"]
+        assert annotations["prometheus.io/scrape"] == "true"
+        assert annotations["prometheus.io/path"] == "/metrics"
+        (ovms,) = template["spec"]["containers"]
+        rest = next(p for p in ovms["ports"] if p["name"] == "rest")
+        assert annotations["prometheus.io/port"] == str(rest["containerPort"]) == str(config.ovms.rest_port)
+    policies = {d["metadata"]["name"]: d["spec"] for d in _kind(documents, "NetworkPolicy")}
+    metrics = policies["ovms-c5-metrics"]
+    assert metrics["podSelector"]["matchLabels"]["app.kubernetes.io/instance"] == "ovms-c5"
+    assert metrics["ingress"] == [
+        {
+            "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
+            "ports": [{"port": "rest", "protocol": "TCP"}],
+        }
+    ]
+
+    other = load_config({"kubernetes": {"monitoring_namespace": "observability"}})
+    render_serving(other, target="aws", model_source=POD_IDENTITY, out_dir=tmp_path / "o")
+    text = (tmp_path / "o" / "10-ovms-c6i.yaml").read_text()
+    policy = next(d for d in yaml.safe_load_all(text) if d["metadata"]["name"] == "ovms-c6i-metrics")
+    assert policy["spec"]["ingress"][0]["from"][0]["namespaceSelector"]["matchLabels"] == {
+        "kubernetes.io/metadata.name": "observability"
+    }
+    off = load_config({"kubernetes": {"monitoring_namespace": ""}})
+    render_serving(off, target="aws", model_source=POD_IDENTITY, out_dir=tmp_path / "off")
+    names = [
+        d["metadata"]["name"] for d in yaml.safe_load_all((tmp_path / "off" / "10-ovms-c5.yaml").read_text())
+    ]
+    assert "ovms-c5-metrics" not in names
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_the_ovms_pod_is_guaranteed_so_the_static_cpu_manager_pins_its_cores(
+    tmp_path: Path, case: str
+) -> None:
+    documents, _config = _render(tmp_path, case)
+    for deployment in _kind(documents, "Deployment"):
+        pod = deployment["spec"]["template"]["spec"]
+        assert qos_class(pod) == "Guaranteed"
+        (ovms,) = pod["containers"]
+        assert pinned_by_static_cpu_manager(pod, ovms)
+
+
+def test_qos_counts_init_containers_and_whole_cpus() -> None:
+    def container(requests: dict, limits: dict) -> dict:
+        return {"resources": {"requests": requests, "limits": limits}}
+
+    whole = {"cpu": "1", "memory": "1536Mi"}
+    pod = {"initContainers": [container(whole, whole)], "containers": [container(whole, whole)]}
+    assert qos_class(pod) == "Guaranteed" and pinned_by_static_cpu_manager(pod, pod["containers"][0])
+    pod["initContainers"] = [container({"cpu": "500m", "memory": "512Mi"}, {"cpu": "1", "memory": "512Mi"})]
+    assert qos_class(pod) == "Burstable" and not pinned_by_static_cpu_manager(pod, pod["containers"][0])
+    pod["initContainers"] = [{"resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]  # requests default
+    assert qos_class(pod) == "Guaranteed"
+    fractional = {"cpu": "1500m", "memory": "1Gi"}
+    pod = {"containers": [container(fractional, fractional)]}
+    assert qos_class(pod) == "Guaranteed" and not pinned_by_static_cpu_manager(pod, pod["containers"][0])
+    assert qos_class({"containers": [{"name": "x"}]}) == "BestEffort"
+
+
+@pytest.mark.parametrize(
+    ("ovms", "expected"),
+    [
+        ({"cpus": 4}, {"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": 4, "INFERENCE_NUM_THREADS": 4}),
+        (
+            {"cpus": 4, "batch": {"performance_hint": "THROUGHPUT", "nireq": 2}},
+            {"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": 2, "INFERENCE_NUM_THREADS": 4},
+        ),
+        (
+            {"cpus": 4, "use": "realtime"},
+            {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1, "INFERENCE_NUM_THREADS": 4},
+        ),
+        (
+            {
+                "cpus": 4,
+                "batch": {"performance_hint": "THROUGHPUT", "num_streams": 3, "inference_threads": 2},
+            },
+            {"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": 3, "INFERENCE_NUM_THREADS": 2},
+        ),
+    ],
+)
+def test_streams_and_threads_follow_the_pods_cpu_limit(tmp_path: Path, ovms: dict, expected: dict) -> None:
+    config = load_config({"ovms": {**ovms, "memory_mib": 4096}})
+    render_serving(config, target="vsphere", model_source=SECRET, out_dir=tmp_path)
+    cm = next(
+        d
+        for d in yaml.safe_load_all((tmp_path / "00-namespace.yaml").read_text())
+        if d["kind"] == "ConfigMap"
+    )
+    for model in json.loads(cm["data"]["config.json"])["model_config_list"]:
+        assert model["config"]["plugin_config"] == {**expected, "INFERENCE_PRECISION_HINT": "f32"}

@@ -104,3 +104,38 @@ def test_a_missing_repository_says_to_optimize_first(tmp_path):
     ):
         ModelRepository(tmp_path / "models").find("bone-marrow", "int8")
     assert ModelRepository(tmp_path / "models").versions("bone-marrow", "int8") == []
+
+
+def test_bf16_is_the_fp32_ir_under_its_own_name(published):
+    repository, folders = published
+    _version(repository, "fp32", 2)
+    (repository.root / "version_set.json").write_text(
+        json.dumps({"models": {"bone-marrow": {"versions": {"fp32": 1, "int8": 1}}}})
+    )
+    bf16 = repository.find("bone-marrow", "bf16")
+    fp32 = repository.find("bone-marrow", "fp32")
+    assert (bf16.name, bf16.precision, bf16.version, bf16.directory) == (
+        "bone-marrow-bf16",
+        "bf16",
+        1,
+        folders[0],
+    )
+    assert (bf16.sha256, bf16.ir_name, fp32.ir_name) == (fp32.sha256, "bone-marrow-fp32", "bone-marrow-fp32")
+    assert repository.uncommitted("bone-marrow", "bf16") == [2]  # fp32's leftover, not a bf16 folder
+    assert not (repository.root / "bone-marrow-bf16").exists()
+    assert [m.name for m in repository.find_all("bone-marrow", ["fp32", "bf16", "int8"])] == [
+        "bone-marrow-fp32",
+        "bone-marrow-bf16",
+        "bone-marrow-int8",
+    ]
+
+
+def test_bf16_without_an_fp32_ir_says_to_publish_fp32(tmp_path):
+    repository = ModelRepository(tmp_path / "models")
+    _version(repository, "int8", 1)
+    with pytest.raises(
+        ModelRepositoryError,
+        match=r"^no published bone-marrow-fp32 \(the fp32 IR that "
+        r"bone-marrow-bf16 runs\) in .*run `invoke optimize` with fp32 in optimize.precisions$",
+    ):
+        repository.find("bone-marrow", "bf16")

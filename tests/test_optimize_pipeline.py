@@ -158,7 +158,13 @@ LENIENT = {
 
 def _config(artifacts: Path, **optimize) -> ToolkitConfig:
     # The fixture manifest has no val split, so NNCF accuracy control is switched off explicitly.
-    settings = {"calibration_size": 42, "parity_images": 21, "int8_accuracy_control": False, **optimize}
+    settings = {
+        "calibration_size": 42,
+        "parity_images": 21,
+        "int8_accuracy_control": False,
+        "speed_seconds": 0.3,
+        **optimize,
+    }
     return ToolkitConfig(artifacts_dir=str(artifacts), optimize=OptimizeConfig(**settings))
 
 
@@ -294,6 +300,20 @@ def test_optimize_scores_every_variant_publishes_and_does_not_republish_identica
     assert report["variants"]["tf"]["path"] == "saved_model"
     assert report["variants"]["int8"]["metrics"] == result.variants["int8"].metrics
     assert report["settings"]["precisions"] == ["fp32", "fp16", "int8"]
+    # Speed on this machine beside the accuracy figures, every variant executing f32 where not
+    # quantized (this CPU would default to bf16).
+    speed = report["speed"]
+    assert set(speed["variants"]) == {"fp32", "fp16", "int8"} and speed["seconds_per_variant"] == 0.3
+    assert speed["batch_size"] == 16 and speed["properties"]["fp32"]["INFERENCE_PRECISION_HINT"] == "f32"
+    for figures in speed["variants"].values():
+        assert figures["images_per_second"] > 0 and figures["requests"] >= 8
+        assert figures["execution_precision"] == "f32" and "bf16" not in figures["layer_precisions"]
+    assert set(speed["variants"]["int8"]["layer_precisions"]) & {"i8", "u8"}
+    ratio = speed["variants"]["int8"]["images_per_second"] / speed["variants"]["fp32"]["images_per_second"]
+    assert speed["int8_speedup"] == pytest.approx(ratio, abs=1e-3)
+    assert any(m.startswith("speed: int8 ") and "executes f32" in m for m in messages)
+    assert (speed["warning"] is not None) == (ratio <= 1.0)
+    assert any(m.startswith("warning: INT8 is not faster") for m in messages) == (ratio <= 1.0)
     assert report["published"] == [published_entry(m) for m in result.published]
     assert result.unchanged == frozenset()
 

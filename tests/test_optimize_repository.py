@@ -76,6 +76,8 @@ def test_first_publish_creates_version_1_of_every_precision(tmp_path, irs, card)
                     "base_path": f"/models/bone-marrow-{p}",
                     # OVMS serves the committed version, not the highest folder.
                     "model_version_policy": {"specific": {"versions": [1]}},
+                    # ... in f32, even on hosts whose OpenVINO default is bf16.
+                    "plugin_config": {"INFERENCE_PRECISION_HINT": "f32"},
                 }
             }
             for p in ("fp32", "fp16", "int8")
@@ -277,7 +279,10 @@ def test_config_json_keeps_unrelated_entries_and_custom_settings(tmp_path, irs, 
 
     config = json.loads((repo / "config.json").read_text())
     assert config["monitoring"] == original["monitoring"]
-    pinned = {"model_version_policy": {"specific": {"versions": [1]}}}
+    pinned = {
+        "model_version_policy": {"specific": {"versions": [1]}},
+        "plugin_config": {"INFERENCE_PRECISION_HINT": "f32"},
+    }
     assert config["model_config_list"] == [
         original["model_config_list"][0],
         {"config": {**original["model_config_list"][1]["config"], **pinned}},

@@ -233,3 +233,34 @@ def test_unusable_manifest_splits_fail_before_any_conversion(tmp_path, splits, m
         )
     assert not (run / "openvino").exists()
     assert not [p for p in run.iterdir() if p.name.startswith(".openvino")]
+
+
+def _speed(fp32: float, int8: float):
+    from workloads.optimize.speed import SpeedReport, VariantSpeed
+
+    def variant(precision: str, ips: float) -> VariantSpeed:
+        return VariantSpeed(precision, ips, 10.0, 40, 3.0, 4, "f32", {"f32": 9})
+
+    return SpeedReport(16, 3.0, {}, {"fp32": variant("fp32", fp32), "int8": variant("int8", int8)})
+
+
+def test_the_speed_report_warns_when_int8_is_not_faster():
+    slower = _speed(fp32=200.0, int8=180.0)
+    assert slower.int8_speedup == pytest.approx(0.9)
+    assert slower.progress_lines()[-1].startswith(
+        "warning: INT8 is not faster than FP32 on this machine (0.90×"
+    )
+    assert slower.as_dict()["warning"] == slower.warning and slower.as_dict()["int8_speedup"] == 0.9
+    faster = _speed(fp32=200.0, int8=420.0)
+    assert faster.warning is None and faster.as_dict()["int8_speedup"] == 2.1
+    assert not any(line.startswith("warning:") for line in faster.progress_lines())
+    assert faster.progress_lines()[-1] == "speed: INT8 2.10× FP32 images/s on this machine"
+
+
+def test_speed_seconds_zero_skips_and_bounds_are_one_line_errors():
+    from contracts.config import OptimizeConfig
+    from contracts.errors import ConfigError
+
+    OptimizeConfig(speed_seconds=0).validate()
+    with pytest.raises(ConfigError, match=r"^optimize.speed_seconds must be in \[0, 60\]"):
+        OptimizeConfig(speed_seconds=-1).validate()

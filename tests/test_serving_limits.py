@@ -4,6 +4,7 @@ server answers a normal request after each (serving.max_*, serving.*_timeout_sec
 from __future__ import annotations
 
 import io
+import re
 import socket
 import struct
 import zlib
@@ -24,7 +25,7 @@ from PIL import Image
 
 from contracts.config import ConfigError, load_config
 from workloads.serving import local, server
-from workloads.serving.binary import decode_binary_request
+from workloads.serving.binary import decode_binary_request, decode_rest_request
 from workloads.serving.inputs import decode_images, encoded_images, tensor_batch
 from workloads.serving.limits import RequestLimits
 
@@ -135,6 +136,39 @@ def test_image_headers_are_checked_before_anything_is_decoded():
     too_many = InferInput("image", [9], "BYTES", data=[b"x"] * 9)
     with pytest.raises(InvalidInput, match=r"serving\.max_batch_size"):
         encoded_images(too_many, RequestLimits.defaults().replace(max_batch_size=8))
+
+
+def test_json_tensors_become_arrays_checked_against_their_shape():
+    batch = np.arange(2 * 3 * 3 * 3, dtype=np.float32).reshape(2, 3, 3, 3)
+    for data in (batch.ravel().tolist(), batch.tolist()):  # flat or nested, row-major
+        body = orjson.dumps(
+            {"inputs": [{"name": "image", "shape": [2, 3, 3, 3], "datatype": "FP32", "data": data}]}
+        )
+        (infer_input,) = decode_rest_request(body, None, "m").inputs
+        assert isinstance(infer_input.data, np.ndarray) and infer_input.data.dtype == np.float32
+        np.testing.assert_array_equal(tensor_batch(infer_input, 3), batch)
+    for data, datatype, message in (
+        ([1.0] * 5, "FP32", "has 5 values in 'data'; shape [2, 3, 3, 3] FP32 needs 54"),
+        ([300] * 54, "INT8", "has values from 300 to 300; INT8 holds -128..127"),
+        ([1.5] * 54, "INT32", "of integers for INT32"),
+        ([None] * 54, "FP32", "of numbers for FP32"),
+        ([0.0] * 54, "FP16", "must be sent as binary data"),
+    ):
+        body = orjson.dumps(
+            {"inputs": [{"name": "image", "shape": [2, 3, 3, 3], "datatype": datatype, "data": data}]}
+        )
+        with pytest.raises(InvalidInput, match=re.escape(message)):
+            decode_rest_request(body, None, "m")
+
+
+def test_a_body_without_the_header_is_all_json_and_a_binary_one_says_what_it_lacks():
+    image = np.zeros((1, S, S, 3), np.float32)
+    body, headers = binary(image)
+    assert len(decode_rest_request(body, headers[HEADER], "m").inputs) == 1
+    with pytest.raises(InvalidInput, match=f"not valid JSON .*needs the {HEADER} header"):
+        decode_rest_request(body, None, "m")
+    with pytest.raises(InvalidInput, match=f"binary request body needs the {HEADER} header"):
+        decode_binary_request(body, None, "m")
 
 
 # --- against a real server on loopback -------------------------------------------------------------
@@ -321,6 +355,55 @@ def test_a_body_above_the_limit_is_413_before_it_is_read(limited, rest, stub, lo
     assert big.status_code == 413
     assert_still_serving(rest, stub)
     assert_one_line_each(log_lines(), 3)
+
+
+def json_body(batch: np.ndarray) -> bytes:
+    return orjson.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "image",
+                    "shape": list(batch.shape),
+                    "datatype": "FP32",
+                    "data": batch.ravel().tolist(),
+                }
+            ]
+        }
+    )
+
+
+def test_json_bodies_meet_the_same_limits(limited, rest, stub, log_lines):
+    """No content type and no binary extension: the body limit, the batch limit and the checks hold."""
+    with closing(raw_http(limited)) as connection:
+        connection.sendall(
+            f"POST {INFER} HTTP/1.1\r\nhost: x\r\ncontent-length: {100 * 1024 * 1024}\r\n\r\n".encode()
+            + b'{"inputs": [' * 100
+        )
+        answer = read_until_closed(connection)
+    assert answer.startswith(b"HTTP/1.1 413 ") and b"serving.max_request_bytes" in answer, answer[:200]
+
+    too_big = json_body(np.full((30, S, S, 3), 1.0, np.float32))
+    assert len(too_big) > LIMITS["max_request_bytes"]
+    assert rest.post(INFER, content=too_big).status_code == 413
+
+    cases = [
+        (json_body(np.zeros((9, S, S, 3), np.float32)), "at most 8 per request (serving.max_batch_size)"),
+        (json_body(np.full((1, S, S, 3), -5.0, np.float32)), "the model takes RGB pixels 0..255"),
+        (
+            orjson.dumps(
+                {"inputs": [{"name": "image", "shape": [2**40, S, S, 3], "datatype": "FP32", "data": [1.0]}]}
+            ),
+            "has 1 values in 'data'",
+        ),
+    ]
+    for body, message in cases:
+        assert len(body) < LIMITS["max_request_bytes"]
+        response = rest.post(
+            INFER, content=body, headers={"content-type": "application/x-www-form-urlencoded"}
+        )
+        assert response.status_code == 400 and message in response.json()["error"], response.text
+    assert_still_serving(rest, stub)
+    assert_one_line_each(log_lines(), 2 + len(cases))
 
 
 def test_grpc_messages_above_the_limit_are_resource_exhausted(rest, stub):

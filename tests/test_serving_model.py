@@ -12,9 +12,11 @@ from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferInput, InferRequest
 
 from contracts.errors import ServingError
+from workloads.bench.cpuinfo import cpu_info
 from workloads.classes import CLASS_CODES
+from workloads.serving import repository as serving_repository
 from workloads.serving.model import OpenVINOModel, RuntimeSettings
-from workloads.serving.repository import find_model
+from workloads.serving.repository import find_model, find_models
 
 pytestmark = pytest.mark.slow
 
@@ -40,12 +42,17 @@ def test_model_reports_its_tensors_and_settings(served):
         assert model.get_output_types() == [
             {"name": "probabilities", "datatype": "FP32", "shape": [-1, len(CLASS_CODES)]}
         ]
-        assert model.runtime_properties() == {
+        properties = model.runtime_properties()
+        layers = properties.pop("layer_precisions")
+        assert properties == {
             "performance_hint": "LATENCY",
             "num_streams": 1,
             "inference_threads": 1,
             "nireq": 3,
+            "execution_precision": "f32",  # pinned: this machine's default would be bf16 where it can
         }
+        # INT8: quantized layers run in i8/u8, the rest in f32, and none in bf16.
+        assert {"f32"} <= set(layers) and set(layers) & {"i8", "u8"} and "bf16" not in layers
     finally:
         model.stop()
     assert not model.ready
@@ -54,7 +61,8 @@ def test_model_reports_its_tensors_and_settings(served):
 def test_concurrent_requests_run_on_nireq_infer_requests(served):
     model = OpenVINOModel(served, RuntimeSettings("THROUGHPUT"))
     model.load()
-    reference = ov.Core().compile_model(served.xml, "CPU")
+    # Pinned as the server pins it: OpenVINO's default (bf16 on AVX512_BF16 / AMX) differs by far more.
+    reference = ov.Core().compile_model(served.xml, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     optimal = model.nireq
     assert optimal >= 1
     batches = [np.random.default_rng(i).uniform(0, 255, (2, S, S, 3)).astype(np.float32) for i in range(12)]
@@ -97,3 +105,37 @@ def test_an_unreadable_ir_is_a_serving_error(served, tmp_path):
     with pytest.raises(ServingError, match="OpenVINO cannot load") as error:
         model.load()
     assert "\n" not in str(error.value)
+
+
+def test_fp32_executes_in_f32_and_bf16_is_the_same_ir_in_bf16(served_repository):
+    models = find_models(served_repository / "models", "bone-marrow", ["fp32"])
+    fp32 = OpenVINOModel(models[0], RuntimeSettings("LATENCY", num_streams=1, inference_threads=1))
+    try:
+        fp32.load()
+        assert fp32.execution["execution_precision"] == "f32"
+        assert set(fp32.execution["layer_precisions"]) == {"f32"}
+    finally:
+        fp32.stop()
+    flags = cpu_info()["flags"]
+    if not (flags["avx512_bf16"] or flags["amx_tile"]):
+        pytest.skip("this CPU cannot execute bf16 (it is refused: test_bf16_is_refused_without_...)")
+    (bf16_version,) = find_models(served_repository / "models", "bone-marrow", ["bf16"])
+    assert (bf16_version.name, bf16_version.directory) == ("bone-marrow-bf16", models[0].directory)
+    bf16 = OpenVINOModel(bf16_version, RuntimeSettings("LATENCY", num_streams=1, inference_threads=1))
+    try:
+        bf16.load()
+        assert bf16.execution["execution_precision"] == "bf16"
+        assert "bf16" in bf16.execution["layer_precisions"]
+    finally:
+        bf16.stop()
+
+
+def test_bf16_is_refused_without_avx512_bf16_or_amx(served_repository, monkeypatch):
+    flags = {"avx2": True, "avx512f": True, "avx512_vnni": True, "avx512_bf16": False, "amx_tile": False}
+    monkeypatch.setattr(serving_repository, "cpu_info", lambda: {"cpu_model": "Cascade Lake", "flags": flags})
+    assert find_models(served_repository / "models", "bone-marrow", ["fp32", "int8"])
+    with pytest.raises(
+        ServingError, match=r"^serving.precisions asks for bf16, but the CPU of this machine"
+    ) as e:
+        find_models(served_repository / "models", "bone-marrow", ["fp32", "bf16"])
+    assert "\n" not in str(e.value)

@@ -18,6 +18,7 @@ from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc as pb_grpc
 from loopback import serving
 from PIL import Image
 
+from contracts.model_repository import execution_precision
 from workloads.classes import CLASS_CODES
 from workloads.data.manifest import SplitManifest
 from workloads.images import load_batch
@@ -50,10 +51,14 @@ def stub(server):
 
 @pytest.fixture(scope="module")
 def reference(server):
-    """In-process OpenVINO on the very IR files the server loaded."""
+    """In-process OpenVINO on the very IR files the server loaded, with the precision hint it pinned
+    (left to OpenVINO, it is bf16 on CPUs with AVX512_BF16 or AMX)."""
     core = ov.Core()
     compiled = {
-        name: core.compile_model(f"{m['path']}/model.xml", "CPU") for name, m in server.models.items()
+        name: core.compile_model(
+            f"{m['path']}/model.xml", "CPU", {"INFERENCE_PRECISION_HINT": execution_precision(m["precision"])}
+        )
+        for name, m in server.models.items()
     }
     return lambda name, batch: compiled[name](batch)[0]
 
@@ -155,6 +160,16 @@ def test_rest_binary_input_with_json_output_and_plain_json(rest, reference, batc
     }
     response = rest.post(f"/v2/models/{name}/infer", json=payload)
     np.testing.assert_allclose(probabilities_from(response), reference(name, batch[:1]), atol=1e-5, rtol=0)
+
+
+def test_a_binary_body_is_binary_whatever_its_content_type(rest, reference, batch):
+    """As OVMS: the inference-header-content-length header, not the content type, makes it binary."""
+    name = "bone-marrow-fp32"
+    body, headers = binary_request(batch)
+    for content_type in ("application/json", "application/x-www-form-urlencoded", None):
+        sent = {k: v for k, v in {**headers, "content-type": content_type}.items() if v is not None}
+        response = rest.post(f"/v2/models/{name}/infer", content=body, headers=sent)
+        np.testing.assert_allclose(probabilities_from(response), reference(name, batch), atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -343,6 +358,85 @@ def test_malformed_binary_requests_are_400(rest, batch):
         assert response.status_code == 400, response.text
         assert message in response.json()["error"]
     assert_ready(rest)
+
+
+def _post_json(rest, payload, **headers):
+    body = payload if isinstance(payload, bytes) else orjson.dumps(payload)
+    return rest.post("/v2/models/bone-marrow-int8/infer", content=body, headers=headers)
+
+
+COUNT = S * S * 3
+MALFORMED_JSON = {
+    "fewer values than the shape": (
+        _json(data=[1.0, 2.0]),
+        f"input 'image' has 2 values in 'data'; shape [1, {S}, {S}, 3] FP32 needs {COUNT}",
+    ),
+    "more values than the shape": (
+        _json(data=[1.0] * (COUNT + 3)),
+        f"input 'image' has {COUNT + 3} values in 'data'; shape [1, {S}, {S}, 3] FP32 needs {COUNT}",
+    ),
+    "ragged nested data": (
+        _json(data=[[1.0, 2.0], [3.0]]),
+        "input 'image' 'data' must be a list (flat or nested, of one shape) of numbers for FP32",
+    ),
+    "strings as numbers": (
+        _json(data=["1.0"] * COUNT),
+        "input 'image' 'data' must be a list (flat or nested, of one shape) of numbers for FP32",
+    ),
+    "data that is no list": (_json(data={"a": 1}), "input 'image' 'data' must be a list, got dict"),
+    "binary_data_size without the header": (
+        {
+            "inputs": [
+                {
+                    "name": "image",
+                    "shape": [1, S, S, 3],
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": 4 * COUNT},
+                }
+            ]
+        },
+        f"input 'image' has no 'data', and its binary_data_size needs the {HEADER} header",
+    ),
+    "both data and binary_data_size": (
+        {"inputs": [{**_json()["inputs"][0], "parameters": {"binary_data_size": 4}}]},
+        "input 'image' has both 'data' and a binary_data_size parameter",
+    ),
+    "no data": (
+        {"inputs": [{"name": "image", "shape": [1, S, S, 3], "datatype": "FP32"}]},
+        "input 'image' has no 'data'; a JSON tensor carries its values in 'data'",
+    ),
+    "empty body": (b"", "the request body is not valid JSON"),
+}
+
+
+@pytest.mark.parametrize("case", list(MALFORMED_JSON))
+def test_malformed_json_tensors_are_400_with_one_clear_message(rest, case):
+    payload, message = MALFORMED_JSON[case]
+    for headers in ({}, {"content-type": "application/json"}):
+        response = _post_json(rest, payload, **headers)
+        assert response.status_code == 400, response.text
+        assert response.json()["error"].startswith(message), response.json()
+    assert_ready(rest)
+
+
+def test_binary_inputs_without_binary_data_size_take_what_ovms_gives_them(rest, reference, batch):
+    """OVMS: the size the shape implies, or all the rest of the body for a sole BYTES input."""
+    name = "bone-marrow-int8"
+    header = orjson.dumps({"inputs": [{"name": "image", "shape": list(batch.shape), "datatype": "FP32"}]})
+    response = rest.post(
+        f"/v2/models/{name}/infer", content=header + batch.tobytes(), headers={HEADER: str(len(header))}
+    )
+    np.testing.assert_allclose(probabilities_from(response), reference(name, batch), atol=1e-5, rtol=0)
+
+    buffer = io.BytesIO()
+    Image.fromarray(batch[0].astype(np.uint8)).save(buffer, format="PNG")
+    header = orjson.dumps({"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES"}]})
+    response = rest.post(
+        f"/v2/models/{name}/infer",
+        content=header + bytes_tensor([buffer.getvalue()]),
+        headers={HEADER: str(len(header))},
+    )
+    assert probabilities_from(response).shape == (1, len(CLASS_CODES))
 
 
 def test_unknown_model_is_404_and_not_found(rest, stub, batch):

@@ -80,7 +80,7 @@ def test_every_target_resolves_its_pieces(tmp_path: Path, name: str) -> None:
 def test_pools_work_folders_and_kubeconfigs(tmp_path: Path) -> None:
     config = _config(tmp_path)
     aws, vsphere, local = deploy_target("aws"), deploy_target("vsphere"), deploy_target("local")
-    assert aws.pools(config) == ("c5", "c6i")
+    assert aws.pools(config) == ("c5", "c6i", "c7i")
     assert vsphere.pools(config) == ("icelake",)
     assert local.pools(config) == ("local",)
     assert aws.work_dir(config) == tmp_path / "deploy" / "aws" == config.paths.deploy("aws")

@@ -154,14 +154,8 @@ def test_down_vsphere_without_a_cluster(tmp_path):
     assert result.returncode == 1 and "no EKS Anywhere cluster recorded under" in result.stderr
 
 
-def test_up_aws_stops_before_synthesis_without_a_pinned_habana_ami(tmp_path):
-    result = invoke("up", "--target", "aws", "--dry-run", "--artifacts-dir", str(tmp_path))
-    assert result.returncode == 1
-    assert result.stderr.strip().startswith(
-        "error: aws.habana_ami_ids has no Habana Deep Learning AMI for us-east-1; pin one"
-    )
-    assert len(result.stderr.strip().splitlines()) == 1
-    assert not (tmp_path / "deploy").exists()
+def test_dry_run_is_refused_for_a_target_without_one(tmp_path):
+    # `invoke up --target aws --dry-run` itself: tests/test_deploy_aws_dry_run.py (offline, no pin).
     local = invoke("up", "--target", "local", "--dry-run", "--artifacts-dir", str(tmp_path))
     assert local.returncode == 2
     assert local.stderr.strip() == "error: --dry-run applies to --target aws or vsphere, not local"

@@ -13,11 +13,10 @@ from cdk_nag import AwsSolutionsChecks, HIPAASecurityChecks
 
 from contracts.aws_names import DL1_TAG_KEY, StackNames, cluster_name, dl1_tag_value
 from contracts.config import ToolkitConfig
-from contracts.errors import ConfigError
 from infra.cdk.components.monthly_budget import MonthlyBudgetProps
 from infra.cdk.components.training_instance import TrainingInstanceProps
 from infra.cdk.stacks.cluster import ClusterStack, ClusterStackProps
-from infra.cdk.stacks.data import DataStack, DataStackProps
+from infra.cdk.stacks.data import DataStack, DataStackProps, PodIdentityScope
 from infra.cdk.stacks.network import NODES_SUBNETS, TRAINING_SUBNETS, NetworkStack, NetworkStackProps
 from infra.cdk.stacks.training import TrainingStack, TrainingStackProps
 
@@ -35,12 +34,8 @@ class ToolkitStacks:
 
 def add_stacks(app: App, *, config: ToolkitConfig, account: str | None) -> ToolkitStacks:
     aws, kubernetes = config.aws, config.kubernetes
-    ami_id = aws.habana_ami_ids.get(aws.region)
-    if not ami_id:
-        raise ConfigError(
-            f"aws.habana_ami_ids has no Habana Deep Learning AMI for {aws.region}; pin one (aws ec2 "
-            "describe-images --owners amazon --filters 'Name=name,Values=*Deep Learning AMI Habana*')"
-        )
+    # kube-proxy must be of the cluster's minor version (the vSphere side shares kubernetes.version).
+    aws.addons.check_kubernetes_version("aws.addons", kubernetes.version)
     env = Environment(account=account, region=aws.region)
     names = StackNames.for_prefix(aws.resource_prefix)
     network = NetworkStack(
@@ -62,7 +57,16 @@ def add_stacks(app: App, *, config: ToolkitConfig, account: str | None) -> Toolk
         env=env,
         zones=aws.availability_zones,
         description="Bone-marrow toolkit: data buckets and image repositories (kept by `invoke down`)",
-        props=DataStackProps(resource_prefix=aws.resource_prefix),
+        props=DataStackProps(
+            resource_prefix=aws.resource_prefix,
+            pod_identity=PodIdentityScope(
+                cluster_name=cluster_name(aws.resource_prefix),
+                namespace=kubernetes.namespace,
+                model_sync_service_account=kubernetes.model_sync_service_account,
+                bench_service_account=kubernetes.bench_service_account,
+            ),
+            bench_artifacts_prefix=aws.bench_artifacts_prefix,
+        ),
     )
     cluster = ClusterStack(
         app,
@@ -74,13 +78,21 @@ def add_stacks(app: App, *, config: ToolkitConfig, account: str | None) -> Toolk
             cluster_name=cluster_name(aws.resource_prefix),
             kubernetes_version=kubernetes.version,
             vpc=network.vpc,
+            vpc_cidr=aws.vpc_cidr,
             node_subnets=network.subnets(NODES_SUBNETS),
-            endpoint_public_cidrs=aws.endpoint_public_cidrs,
+            public_endpoint=aws.endpoint_access == "public-and-private",
+            default_public_cidrs=aws.endpoint_public_cidrs,
+            support_type=aws.cluster_support_type,
+            addons=aws.addons,
             admin_principal_arns=aws.cluster_admin_arns,
             pools={name: (pool, kubernetes.pool_labels(name, pool)) for name, pool in aws.pools.items()},
+            bench_pool=(aws.bench_pool, kubernetes.bench_pool_labels(aws.bench_pool)),
+            bench_taint=kubernetes.bench_taint(),
             namespace=kubernetes.namespace,
             model_sync_service_account=kubernetes.model_sync_service_account,
             model_sync_role=data.model_sync_role,
+            bench_service_account=kubernetes.bench_service_account,
+            bench_results_role=data.bench_results_role,
             log_retention_days=aws.log_retention_days,
         ),
     )
@@ -99,12 +111,13 @@ def add_stacks(app: App, *, config: ToolkitConfig, account: str | None) -> Toolk
                 ),
                 instance_type=aws.dl1_instance_type,
                 region=aws.region,
-                ami_id=ami_id,
+                pinned_ami_id=aws.habana_ami_ids.get(aws.region),
                 volume_gib=aws.dl1_volume_gib,
                 idle_minutes=aws.dl1_idle_minutes,
                 idle_cpu_percent=aws.dl1_idle_cpu_percent,
                 role=data.training_role,
                 identity_tag=(DL1_TAG_KEY, dl1_tag_value(aws.resource_prefix)),
+                log_retention_days=aws.log_retention_days,
             ),
             budget=MonthlyBudgetProps(
                 budget_name=f"{aws.resource_prefix}-monthly",

@@ -21,7 +21,7 @@ from infra.eksa.errors import (
     VsphereUnreachableError,
 )
 from infra.eksa.tagging import TaggingClient
-from infra.eksa.tls import insecure_context, verified_context
+from infra.eksa.tls import insecure_context, refused_certificate, verified_context
 
 # The variables eksctl anywhere reads itself; nothing else supplies credentials.
 USERNAME_ENV = "EKSA_VSPHERE_USERNAME"
@@ -122,10 +122,11 @@ class VsphereClient:
             raise VspherePermissionError(
                 f"{self.username!r} may not log in to {self.host}: missing {exc.privilegeId or 'a privilege'}"
             ) from None
+        except ssl.SSLCertVerificationError as exc:
+            raise refused_certificate(self.host, self.port, exc) from None
         except ssl.SSLError as exc:
             raise VsphereTlsError(
-                f"TLS with vCenter {self.host}:{self.port} failed: {exc.reason or exc}; "
-                "check vsphere.thumbprint"
+                f"TLS with vCenter {self.host}:{self.port} failed: {exc.reason or exc}"
             ) from None
         except OSError as exc:
             raise VsphereUnreachableError(

@@ -16,6 +16,17 @@ INSTALL_HINT = (
 )
 
 
+# eksctl runs `eksctl anywhere …` as the plugin executable eksctl-anywhere found on PATH.
+TOOLS = ("eksctl", "eksctl-anywhere")
+
+
+def require_tools() -> None:
+    """eksctl and its anywhere plugin on PATH, checked before anything is discovered or written."""
+    missing = [tool for tool in TOOLS if shutil.which(tool) is None]
+    if missing:
+        raise DeployError(f"{' and '.join(missing)} not found on PATH; {INSTALL_HINT}")
+
+
 def create_command(spec: Path) -> list[str]:
     return ["eksctl", "anywhere", "create", "cluster", "-f", str(spec)]
 

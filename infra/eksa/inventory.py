@@ -37,8 +37,16 @@ class ComputeCluster:
 class ResourcePool:
     path: str
     cluster: str
-    # The nearest memory limit up the pool tree, or the cluster's effective memory when unlimited.
-    memory_limit_mib: int
+    # The pool's own memory limit (MiB), None when unlimited: eksctl anywhere then skips the check.
+    memory_limit_mib: int | None
+    memory_usage_mib: int = 0
+
+    @property
+    def memory_available_mib(self) -> int | None:
+        """govc GetResourcePoolInfo: limit − usage, None (no check) when the pool has no limit."""
+        if self.memory_limit_mib is None:
+            return None
+        return self.memory_limit_mib - self.memory_usage_mib
 
 
 @dataclass(frozen=True)
@@ -118,16 +126,9 @@ def _paths(client: VsphereClient) -> tuple[dict[str, str], dict[str, Any]]:
     return paths, objects
 
 
-def _pool_limit_mib(pool_id: str, pools: dict[str, dict[str, Any]], cluster_mib: dict[str, int]) -> int:
-    current: str | None = pool_id
-    while current in pools:
-        props = pools[current]
-        limit = props["config.memoryAllocation.limit"]
-        if limit is not None and limit >= 0:
-            return int(limit)  # MB
-        parent = props["parent"]
-        current = parent._moId if parent is not None and isinstance(parent, vim.ResourcePool) else None
-    return cluster_mib.get(pools[pool_id]["owner"]._moId, 0)
+def _pool_limit_mib(props: dict[str, Any]) -> int | None:
+    limit = props.get("config.memoryAllocation.limit")
+    return int(limit) if limit is not None and limit >= 0 else None  # MB; -1 = unlimited
 
 
 def discover(client: VsphereClient) -> Inventory:
@@ -147,8 +148,7 @@ def discover(client: VsphereClient) -> Inventory:
         )
         host_parent[obj._moId] = props["parent"]._moId
     clusters = []
-    cluster_mib: dict[str, int] = {}
-    for obj, props in client.collect(vim.ComputeResource, ["summary.effectiveMemory"]):
+    for obj, _props in client.collect(vim.ComputeResource, ["name"]):
         members = tuple(
             sorted((h for hid, h in hosts.items() if host_parent[hid] == obj._moId), key=lambda h: h.path)
         )
@@ -157,19 +157,19 @@ def discover(client: VsphereClient) -> Inventory:
                 path=paths[obj._moId], is_cluster=isinstance(obj, vim.ClusterComputeResource), hosts=members
             )
         )
-        cluster_mib[obj._moId] = int(props.get("summary.effectiveMemory") or 0)
 
     pools_props = {
         obj._moId: props
         for obj, props in client.collect(
-            vim.ResourcePool, ["config.memoryAllocation.limit", "parent", "owner"]
+            vim.ResourcePool, ["config.memoryAllocation.limit", "runtime.memory.overallUsage", "owner"]
         )
     }
     pools = tuple(
         ResourcePool(
             path=paths[moid],
             cluster=paths[props["owner"]._moId],
-            memory_limit_mib=_pool_limit_mib(moid, pools_props, cluster_mib),
+            memory_limit_mib=_pool_limit_mib(props),
+            memory_usage_mib=int(props.get("runtime.memory.overallUsage") or 0) // MIB,
         )
         for moid, props in pools_props.items()
         if not isinstance(objects.get(moid), vim.VirtualApp)

@@ -1,29 +1,38 @@
 """The checks eksctl anywhere runs at create time, run before anything is written.
 
 Every check adds one actionable line; :func:`check` raises PreflightError with all of them.
-The control-plane endpoint counts as taken when a TCP connection to 6443 (API server) or 22
-(SSH) is accepted within a second; no ICMP ping (it needs privileges and is often filtered).
+Each rule is eksctl anywhere's own (aws/eks-anywhere, cited where it is applied), so what it
+accepts passes and what it refuses is refused here, before anything is written.
 """
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import re
 import socket
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from contracts.config import ToolkitConfig
 from infra.eksa.client import VsphereClient
 from infra.eksa.errors import PreflightError
 from infra.eksa.inventory import Inventory
-from infra.eksa.paths import InventoryPaths, resolve
+from infra.eksa.lookup import locate
+from infra.eksa.paths import InventoryPaths
 from infra.eksa.spec import SpecValues, build_values
 
-MIN_VCENTER = (7, 0)
+# EKS Anywhere supports vSphere 7.0 Update 3 and later, 8.x included.
+MIN_VCENTER = (7, 0, 3)
 MAX_CLUSTER_NAME = 35
 GIB, MIB = 1024**3, 1024**2
-ENDPOINT_PORTS = (6443, 22)
+# pkg/constants DefaultNodeCidrMaskSize and pkg/api/v1alpha1 podSubnetNodeMaskMaxDiff.
+NODE_CIDR_MASK = 24
+POD_NODE_MASK_MAX_DIFF = 16
+# networkutils.IsIPInUse: one TCP dial to port 80 with a 500 ms timeout.
+IN_USE_PORT = 80
+IN_USE_TIMEOUT = 0.5
 # What EKS Anywhere's vSphere role needs on each object it touches (a subset, checkable per object).
 PRIVILEGES = {
     "datastore": ("Datastore.AllocateSpace", "Datastore.Browse", "Datastore.FileManagement"),
@@ -39,31 +48,37 @@ PRIVILEGES = {
     "template": ("VirtualMachine.Provisioning.Clone", "VirtualMachine.Provisioning.DeployTemplate"),
 }
 
-EndpointProbe = Callable[[str], int | None]
+# address → why it is taken ("accepts …", "refuses …"), or None when it looks free.
+EndpointProbe = Callable[[str], str | None]
 
 
-def endpoint_answers(
-    address: str, *, ports: Iterable[int] = ENDPOINT_PORTS, timeout: float = 1.0
-) -> int | None:
-    """The first port in ``ports`` that accepts a TCP connection at ``address``, or None."""
-    for port in ports:
-        try:
-            with socket.create_connection((address, port), timeout=timeout):
-                return port
-        except OSError:
-            continue
-    return None
+def ip_in_use(address: str, *, port: int = IN_USE_PORT, timeout: float = IN_USE_TIMEOUT) -> str | None:
+    """networkutils.IsIPInUse: a host that accepts, refuses or resets a TCP connection is live.
+
+    Only silence (a timeout, no route) counts as free; no ICMP ping (it needs privileges).
+    """
+    try:
+        with socket.create_connection((address, port), timeout=timeout):
+            return f"it accepts TCP connections on port {port}"
+    except OSError as exc:
+        if exc.errno == errno.ECONNREFUSED:
+            return f"a host there refuses TCP connections on port {port}"
+        if exc.errno == errno.ECONNRESET:
+            return f"a host there resets TCP connections on port {port}"
+        return None
+
+
+@dataclass(frozen=True)
+class Report:
+    """What preflight found: problems (each one line), notes, and where the items are."""
+
+    problems: tuple[str, ...]
+    notes: tuple[str, ...]
+    paths: InventoryPaths
 
 
 def _version(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in re.findall(r"\d+", text)[:3])
-
-
-def _suggest(candidates: list[str]) -> str:
-    if not candidates:
-        return "none found"
-    shown = ", ".join(candidates[:5])
-    return f"found: {shown}" + (f" (+{len(candidates) - 5} more)" if len(candidates) > 5 else "")
 
 
 def _check_settings(config: ToolkitConfig, failures: list[str]) -> None:
@@ -83,10 +98,11 @@ def _check_settings(config: ToolkitConfig, failures: list[str]) -> None:
         )
     if len(name) > MAX_CLUSTER_NAME:
         failures.append(f"cluster name {name!r} has {len(name)} characters; EKS Anywhere allows at most 35")
-    if vsphere.control_plane_count % 2 == 0:
+    # validateControlPlaneReplicas: any count with external etcd, an odd one when it is stacked.
+    if not vsphere.etcd_count and vsphere.control_plane_count % 2 == 0:
         failures.append(
-            f"vsphere.control_plane_count is {vsphere.control_plane_count}; "
-            "use an odd count (1, 3, 5) for quorum"
+            f"vsphere.control_plane_count is {vsphere.control_plane_count} with stacked etcd "
+            "(etcd_count 0); use an odd count (1, 3, 5) or external etcd"
         )
     if vsphere.etcd_count and vsphere.etcd_count % 2 == 0:
         failures.append(
@@ -99,6 +115,18 @@ def _check_network(config: ToolkitConfig, probe: EndpointProbe, failures: list[s
     pods, services = ipaddress.ip_network(vsphere.pod_cidr), ipaddress.ip_network(vsphere.service_cidr)
     if pods.overlaps(services):
         failures.append(f"vsphere.pod_cidr {pods} overlaps vsphere.service_cidr {services}")
+    # validateNetworking: the pod range must hold more than one node's /24, and at most 2**16 of them.
+    if pods.prefixlen >= NODE_CIDR_MASK:
+        failures.append(
+            f"vsphere.pod_cidr {pods} is no larger than one node's /{NODE_CIDR_MASK} pod range; "
+            f"use a mask below /{NODE_CIDR_MASK} (e.g. /16)"
+        )
+    elif NODE_CIDR_MASK - pods.prefixlen > POD_NODE_MASK_MAX_DIFF:
+        widest = NODE_CIDR_MASK - POD_NODE_MASK_MAX_DIFF
+        failures.append(
+            f"vsphere.pod_cidr {pods}: eksctl anywhere allows at most a /{widest} "
+            f"(node mask /{NODE_CIDR_MASK} minus {POD_NODE_MASK_MAX_DIFF})"
+        )
     if not vsphere.control_plane_endpoint:
         failures.append(
             "vsphere.control_plane_endpoint is not set: choose a free static IP on the node network"
@@ -120,10 +148,10 @@ def _check_network(config: ToolkitConfig, probe: EndpointProbe, failures: list[s
     if endpoint.is_unspecified or endpoint.is_multicast or endpoint.is_loopback or endpoint.is_link_local:
         failures.append(f"control plane endpoint {endpoint} is not a usable host address")
         return
-    port = probe(str(endpoint))
-    if port is not None:
+    taken = probe(str(endpoint))
+    if taken is not None:
         failures.append(
-            f"control plane endpoint {endpoint} is already in use (port {port} answers); "
+            f"control plane endpoint {endpoint} is already in use ({taken}); "
             "pick a free IP excluded from DHCP"
         )
 
@@ -137,25 +165,9 @@ def _check_inventory(
 ) -> None:
     if _version(inventory.version) < MIN_VCENTER:
         failures.append(
-            f"vCenter {inventory.server} runs {inventory.version}; EKS Anywhere needs vSphere 7.0 or later"
+            f"vCenter {inventory.server} runs {inventory.version}; EKS Anywhere needs vSphere 7.0.3 "
+            "or later (7.0 Update 3, 8.x)"
         )
-    dc = paths.datacenter
-    if dc and dc not in inventory.datacenters:
-        failures.append(f"datacenter {dc} not found ({_suggest(list(inventory.datacenters))})")
-    checks = (
-        ("network", paths.network, [n.path for n in inventory.networks], f"{dc}/network"),
-        ("datastore", paths.datastore, [d.path for d in inventory.datastores], f"{dc}/datastore"),
-        ("folder", paths.folder, list(inventory.folders), f"{dc}/vm"),
-        ("resource_pool", paths.resource_pool, [p.path for p in inventory.resource_pools], f"{dc}/host"),
-        ("template", paths.template, [t.path for t in inventory.templates], f"{dc}/vm"),
-    )
-    for key, path, known, prefix in checks:
-        if path and path not in known:
-            if key == "network" and not path.startswith(f"{dc}/network/"):
-                failures.append(f"vsphere.network {path} must be under {dc}/network/")
-                continue
-            nearby = [p for p in known if p.startswith(prefix + "/")]
-            failures.append(f"vsphere.{key} {path} not found in vCenter ({_suggest(nearby)})")
     _check_template_tags(config, inventory, paths, failures)
     _check_capacity(config, inventory, paths, values, failures)
 
@@ -207,10 +219,12 @@ def _check_capacity(
             f"{disk_gib} GiB — free space or choose another datastore"
         )
     pool = inventory.resource_pool(paths.resource_pool)
-    if pool is not None and pool.memory_limit_mib < memory_mib:
+    # vsphereProvider.validateMemoryUsage: the pool's limit less its usage; no limit, no check.
+    available = pool.memory_available_mib if pool is not None else None
+    if pool is not None and available is not None and available < memory_mib:
         failures.append(
-            f"resource pool {pool.path} allows {pool.memory_limit_mib} MiB of memory; the machines need "
-            f"{memory_mib} MiB — raise its limit or shrink vsphere.*_machine.memory_mib / counts"
+            f"resource pool {pool.path} has {available} MiB of memory left under its limit; the machines "
+            f"need {memory_mib} MiB — raise its limit or shrink vsphere.*_machine.memory_mib / counts"
         )
     if pool is not None:
         cluster = next((c for c in inventory.clusters if c.path == pool.cluster), None)
@@ -250,6 +264,28 @@ def _check_privileges(
         )
 
 
+def run_checks(
+    config: ToolkitConfig,
+    inventory: Inventory,
+    *,
+    client: VsphereClient | None = None,
+    probe: EndpointProbe | None = None,
+) -> Report:
+    """Every problem found, one line each (none when eksctl anywhere can go ahead), and the paths."""
+    failures: list[str] = []
+    _check_settings(config, failures)
+    located = locate(config.vsphere, inventory)
+    failures.extend(located.problems)
+    paths = located.paths
+    values = build_values(config, paths=paths)
+    _check_network(config, probe or ip_in_use, failures)
+    _check_inventory(config, inventory, paths, values, failures)
+    _check_os_family(values, failures)
+    if client is not None:
+        _check_privileges(client, inventory, paths, failures)
+    return Report(problems=tuple(failures), notes=located.notes, paths=paths)
+
+
 def find_problems(
     config: ToolkitConfig,
     inventory: Inventory,
@@ -258,16 +294,7 @@ def find_problems(
     probe: EndpointProbe | None = None,
 ) -> list[str]:
     """Every problem found, one line each (empty when eksctl anywhere can go ahead)."""
-    failures: list[str] = []
-    paths = resolve(config.vsphere)
-    values = build_values(config, paths=paths)
-    _check_settings(config, failures)
-    _check_network(config, probe or endpoint_answers, failures)
-    _check_inventory(config, inventory, paths, values, failures)
-    _check_os_family(values, failures)
-    if client is not None:
-        _check_privileges(client, inventory, paths, failures)
-    return failures
+    return list(run_checks(config, inventory, client=client, probe=probe).problems)
 
 
 def check(

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from contracts.config import ToolkitConfig, VsphereMachineSize
+from contracts.config import BENCH_POOL, ToolkitConfig, VsphereMachineSize
 from infra.eksa.paths import InventoryPaths, resolve
 from infra.eksa.tls import normalize_thumbprint
 
 API_VERSION = "anywhere.eks.amazonaws.com/v1alpha1"
 # The login user of each OS image family (EKS Anywhere's own defaults).
 _OS_USERS = {"bottlerocket": "ec2-user", "ubuntu": "capv", "redhat": "capv"}
+# pkg/providers/vsphere/defaults.go setDefaultsForEtcdMachineConfig: eksctl raises etcd machines
+# below 8192 MiB to 8192, so the spec says so and the memory check counts that.
+ETCD_MIN_MEMORY_MIB = 8192
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,22 @@ class WorkerGroupValues:
     count: int
     machine: str
     labels: dict[str, str]
+    taints: tuple[dict[str, str], ...] = ()
+    # The group's kubeletConfiguration (kind KubeletConfiguration), None = kubelet defaults.
+    kubelet: dict | None = None
+
+
+def serving_kubelet(config: ToolkitConfig) -> dict:
+    """The serving workers' kubelet: the static CPU manager pins Guaranteed OVMS pods to whole cores.
+
+    The static policy refuses to start without reserved CPU, so kube-reserved CPU is stated (the
+    vsphere.node_reserved CPU the capacity checks already subtract).
+    """
+    return {
+        "kind": "KubeletConfiguration",
+        "cpuManagerPolicy": "static",
+        "kubeReserved": {"cpu": f"{config.vsphere.node_reserved.cpu_millicores}m"},
+    }
 
 
 @dataclass(frozen=True)
@@ -90,7 +109,11 @@ def build_values(config: ToolkitConfig, *, paths: InventoryPaths | None = None) 
 
     machines = [machine(f"{name}-cp", vsphere.control_plane_machine)]
     if vsphere.etcd_count:
-        machines.append(machine(f"{name}-etcd", vsphere.etcd_machine))
+        etcd = vsphere.etcd_machine
+        raised = VsphereMachineSize(
+            cpus=etcd.cpus, memory_mib=max(etcd.memory_mib, ETCD_MIN_MEMORY_MIB), disk_gib=etcd.disk_gib
+        )
+        machines.append(machine(f"{name}-etcd", raised))
     groups = []
     for pool_name, pool in sorted(vsphere.pools.items()):
         machines.append(machine(f"{name}-{pool_name}", vsphere.worker_machine))
@@ -100,8 +123,22 @@ def build_values(config: ToolkitConfig, *, paths: InventoryPaths | None = None) 
                 count=pool.desired_size,
                 machine=f"{name}-{pool_name}",
                 labels=config.kubernetes.pool_labels(pool_name, pool),
+                kubelet=serving_kubelet(config),
             )
         )
+    # The load generator's group: tainted so only the bench Job lands there, 0 nodes until a bench
+    # scales it (validateWorkerNodeGroups allows count 0 and taints while another group is untainted).
+    bench, taint = vsphere.bench_pool, config.kubernetes.bench_taint()
+    machines.append(machine(f"{name}-{BENCH_POOL}", vsphere.bench_machine))
+    groups.append(
+        WorkerGroupValues(
+            name=BENCH_POOL,
+            count=bench.desired_size,
+            machine=f"{name}-{BENCH_POOL}",
+            labels=config.kubernetes.bench_pool_labels(bench),
+            taints=({"key": taint.key, "value": taint.value, "effect": taint.effect},),
+        )
+    )
     return SpecValues(
         api_version=API_VERSION,
         cluster_name=name,

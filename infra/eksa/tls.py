@@ -58,6 +58,49 @@ def pinned_context(der: bytes) -> ssl.SSLContext:
     return context
 
 
+# OpenSSL's X509_V_ERR_* codes for a certificate refused although it is the pinned one.
+_WEAK = {
+    66: "its key is too weak for OpenSSL (an RSA key under 2048 bits?)",  # EE_KEY_TOO_SMALL
+    67: "its issuer's key is too weak for OpenSSL",  # CA_KEY_TOO_SMALL
+    68: "it is signed with a digest OpenSSL considers too weak (SHA-1 or MD5)",  # CA_MD_TOO_WEAK
+}
+_DATES = {9: "it is not valid yet", 10: "it has expired"}
+
+
+def refused_certificate(host: str, port: int, exc: ssl.SSLCertVerificationError) -> VsphereTlsError:
+    """The pinned certificate itself is refused: name the cause (weak key, dates, chain), not the pin."""
+    code = exc.verify_code
+    detail = exc.verify_message or exc.reason or str(exc)
+    if code in _WEAK:
+        cause, fix = _WEAK[code], "reissue the vCenter certificate with a 2048-bit or larger key and SHA-256"
+    elif code in _DATES:
+        cause, fix = _DATES[code], "renew the vCenter certificate (or fix this machine's clock)"
+    else:
+        cause, fix = "its chain is not trusted", "give vCenter a certificate OpenSSL accepts"
+    return VsphereTlsError(
+        f"vCenter {host}:{port} presents the pinned certificate (vsphere.thumbprint matches), but OpenSSL "
+        f"refuses it: {cause} ({detail}); {fix}, or set vsphere.insecure=true for a lab"
+    )
+
+
+def _handshake(context: ssl.SSLContext, host: str, port: int, *, timeout: float) -> None:
+    try:
+        with (
+            socket.create_connection((host, port), timeout=timeout) as raw,
+            context.wrap_socket(raw, server_hostname=host),
+        ):
+            pass
+    except ssl.SSLCertVerificationError as exc:
+        raise refused_certificate(host, port, exc) from None
+    except ssl.SSLError as exc:
+        raise VsphereTlsError(f"TLS handshake with {host}:{port} failed: {exc.reason or exc}") from None
+    except OSError as exc:
+        raise VsphereUnreachableError(
+            f"cannot reach vCenter at {host}:{port}: {exc.strerror or exc}; "
+            "check vsphere.server and the network"
+        ) from None
+
+
 def insecure_context() -> ssl.SSLContext:
     context = ssl.create_default_context()
     context.check_hostname = False
@@ -75,4 +118,8 @@ def verified_context(*, host: str, port: int, thumbprint: str, timeout: float) -
             f"vCenter {host}:{port} presents certificate thumbprint {actual}, not the configured "
             f"vsphere.thumbprint {expected}; verify the new certificate out of band before updating it"
         )
-    return pinned_context(der)
+    context = pinned_context(der)
+    # The pin matched; a verified handshake now tells whether OpenSSL accepts the certificate itself
+    # before the password is sent, so a weak key is never reported as a thumbprint problem.
+    _handshake(context, host, port, timeout=timeout)
+    return context

@@ -37,6 +37,15 @@ TEMPLATES = {
     "untagged": (),
 }
 POOL_LIMIT_MIB = 262144
+# The second inventory shape (main.go -datacenters=2 -folders=1 -pools=1): DC1 sits in folder F0 and
+# its items in F0 sub-folders; what create_site_inventory adds: templates (path under /F0/DC1/vm) and
+# a pool named eksa twice (under the child pool DC1_C0_RP1 of the cluster, and on the standalone host).
+SITE_OPTIONS = ("-datacenters=2", "-folders=1", "-pools=1")
+SITE_TEMPLATES = {
+    "F0/Templates/bottlerocket-1.34": TEMPLATES["bottlerocket-1.34"],
+    "F0/Templates/ubuntu-1.34": TEMPLATES["ubuntu-1.34"],
+    "F0/Templates/old/ubuntu-1.34": TEMPLATES["ubuntu-1.34"],
+}
 
 
 def build_vcsim() -> Path:
@@ -73,7 +82,10 @@ class Vcsim:
     templates: dict[str, str] = field(default_factory=dict)  # name → moid
 
     @classmethod
-    def start(cls, binary: Path, *, version: str = "7.0.3", icelake: bool = True) -> Vcsim:
+    def start(
+        cls, binary: Path, *, version: str = "7.0.3", icelake: bool = True, options: tuple[str, ...] = ()
+    ) -> Vcsim:
+        """``options``: more main.go flags, e.g. ("-datacenters=2", "-folders=1", "-pools=1")."""
         process = subprocess.Popen(
             [
                 str(binary),
@@ -81,6 +93,7 @@ class Vcsim:
                 f"-username={USER}",
                 f"-password={PASSWORD}",
                 f"-icelake={'true' if icelake else 'false'}",
+                *options,
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -145,13 +158,56 @@ def create_inventory(sim: Vcsim) -> None:
     _tag_templates(sim)
 
 
-def _tag_templates(sim: Vcsim) -> None:
+def _memory_limited(limit_mib: int) -> vim.ResourceConfigSpec:
+    def allocation(limit: int) -> vim.ResourceAllocationInfo:
+        return vim.ResourceAllocationInfo(
+            limit=limit, reservation=0, expandableReservation=True, shares=vim.SharesInfo(level="normal")
+        )
+
+    return vim.ResourceConfigSpec(cpuAllocation=allocation(-1), memoryAllocation=allocation(limit_mib))
+
+
+def _child(folder, name: str):
+    return next(e for e in folder.childEntity if e.name == name)
+
+
+def create_site_inventory(sim: Vcsim) -> None:
+    """On a simulator started with SITE_OPTIONS: nested VM folders with templates in them, a pool
+    with a memory limit inside the child pool DC1_C0_RP1, a second pool of that name elsewhere."""
+    host, port = sim.server.rsplit(":", 1)
+    si = SmartConnect(host=host, port=int(port), user=USER, pwd=PASSWORD, disableSslCertValidation=True)
+    try:
+        content = si.RetrieveContent()
+        dc = _child(_child(content.rootFolder, "F0"), "DC1")
+        vm_root = _child(dc.vmFolder, "F0")
+        templates = vm_root.CreateFolder("Templates")
+        folders = {"F0/Templates": templates, "F0/Templates/old": templates.CreateFolder("old")}
+        cluster = _child(_child(dc.hostFolder, "F0"), "DC1_C0")
+        standalone = _child(_child(dc.hostFolder, "F0"), "DC1_H0")
+        child_pool = next(p for p in cluster.resourcePool.resourcePool if p.name == "DC1_C0_RP1")
+        child_pool.CreateResourcePool("eksa", _memory_limited(POOL_LIMIT_MIB))
+        standalone.resourcePool.CreateResourcePool("eksa", _memory_limited(POOL_LIMIT_MIB))
+        source = next(vm for vm in vm_root.childEntity if isinstance(vm, vim.VirtualMachine))
+        for path in SITE_TEMPLATES:
+            folder, name = path.rsplit("/", 1)
+            spec = vim.vm.CloneSpec(
+                location=vim.vm.RelocateSpec(pool=cluster.resourcePool), template=True, powerOn=False
+            )
+            task = source.CloneVM_Task(folder=folders[folder], name=name, spec=spec)
+            WaitForTask(task)
+            sim.templates[path] = task.info.result._moId
+    finally:
+        Disconnect(si)
+    _tag_templates(sim, SITE_TEMPLATES)
+
+
+def _tag_templates(sim: Vcsim, templates: dict[str, tuple[tuple[str, str], ...]] = TEMPLATES) -> None:
     base = f"https://{sim.server}/rest/com/vmware/cis"
     with httpx.Client(verify=False, timeout=10) as http:
         session = http.post(f"{base}/session", auth=(USER, PASSWORD)).raise_for_status().json()["value"]
         headers = {"vmware-api-session-id": session}
         categories, tags = {}, {}
-        for category, tag in {pair for pairs in TEMPLATES.values() for pair in pairs}:
+        for category, tag in {pair for pairs in templates.values() for pair in pairs}:
             if category not in categories:
                 spec = {
                     "name": category,
@@ -164,7 +220,7 @@ def _tag_templates(sim: Vcsim) -> None:
             spec = {"name": tag, "description": "", "category_id": categories[category]}
             reply = http.post(f"{base}/tagging/tag", json={"create_spec": spec}, headers=headers)
             tags[tag] = reply.raise_for_status().json()["value"]
-        for name, pairs in TEMPLATES.items():
+        for name, pairs in templates.items():
             for _category, tag in pairs:
                 http.post(
                     f"{base}/tagging/tag-association/id:{tags[tag]}",
@@ -205,6 +261,37 @@ def lab(vcsim_binary: Path):
     sim = Vcsim.start(vcsim_binary)
     try:
         create_inventory(sim)
+        yield sim
+    finally:
+        sim.stop()
+
+
+def site_settings(sim: Vcsim, **overrides: object) -> dict:
+    """A `vsphere` section for the site inventory in the names the vSphere UI shows (no paths)."""
+    settings = {
+        "server": sim.server,
+        "thumbprint": sim.thumbprint,
+        "datacenter": "DC1",
+        "network": "DC1_DVPG0",
+        "datastore": "LocalDS_0",
+        "folder": "F0/eksa",
+        "resource_pool": "DC1_C0_RP1/eksa",
+        "template": "bottlerocket-1.34",
+        "eksd_releases": {"1.34": RELEASE_131},
+        "control_plane_endpoint": "10.250.0.10",
+        "control_plane_count": 1,
+        "etcd_count": 3,
+    }
+    settings.update(overrides)
+    return settings
+
+
+@pytest.fixture(scope="module")
+def site(vcsim_binary: Path):
+    """A simulator with the second inventory shape (see SITE_OPTIONS), read-only for the tests."""
+    sim = Vcsim.start(vcsim_binary, options=SITE_OPTIONS)
+    try:
+        create_site_inventory(sim)
         yield sim
     finally:
         sim.stop()

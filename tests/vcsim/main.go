@@ -35,10 +35,14 @@ func main() {
 	password := flag.String("password", "pass", "the only password accepted by Login")
 	datastoreGiB := flag.Int64("datastore-gib", 2048, "free space every datastore reports (its capacity is twice that)")
 	icelake := flag.Bool("icelake", true, "hosts report Ice Lake CPUs (Xeon Platinum 8380, CPUID with AVX-512 VNNI)")
+	datacenters := flag.Int("datacenters", 1, "datacenters to create (DC0, DC1, ...)")
+	folders := flag.Int("folders", 0, "how many of the last datacenters sit in a folder (F0/DC1, with their items in F0 sub-folders)")
+	pools := flag.Int("pools", 0, "child resource pools per cluster (<cluster>_RP1, ...)")
 	flag.Parse()
 
 	model := simulator.VPX()
 	model.ServiceContent.About.Version = *version
+	model.Datacenter, model.Folder, model.Pool = *datacenters, *folders, *pools
 	if err := model.Create(); err != nil {
 		log.Fatal(err)
 	}

@@ -1,5 +1,8 @@
 """Inference clients with one interface: REST and gRPC (KServe v2, binary), in-process OpenVINO and TF.
 
+The server clients are tritonclient's (the standard KServe v2 client): no server code (kserve) is
+imported on the bench's path, so the bench image needs none.
+
 ``prepare(batch)`` encodes a batch once (the load generator re-sends prepared requests, so
 the client's own encoding never limits the server); ``send(prepared)`` runs it and returns
 (N, classes) probabilities; ``infer(batch)`` does both. A batch is an (N, S, S, 3) float32
@@ -13,13 +16,20 @@ there an error is counted and fails the repetition.
 from __future__ import annotations
 
 import contextlib
+import http.client
+import importlib
 import ipaddress
+import json
+import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Generic, TypeVar
 from urllib.parse import urlsplit
 
@@ -30,10 +40,8 @@ from workloads.bench.payloads import (
     INPUT_NAME,
     OUTPUT_NAME,
     Batch,
-    decode_grpc_response,
-    decode_rest_response,
-    encode_grpc_request,
-    encode_rest_request,
+    infer_input,
+    probabilities,
     tensor_payload,
 )
 from workloads.images import decode_batch
@@ -72,6 +80,10 @@ class NotKServeV2(BenchError):
 
 class RequestTimeout(BenchError):
     """No answer within bench.request_timeout_seconds."""
+
+
+class MalformedAnswer(BenchError):
+    """An answer that is not what the protocol says (a body that is not its JSON)."""
 
 
 @dataclass(frozen=True)
@@ -266,8 +278,44 @@ class InferenceClient(ABC):
 # --- REST -------------------------------------------------------------------------------------
 
 
+class _PerThread(Generic[T]):
+    """One resource per thread, for clients bound to the thread that made them.
+
+    tritonclient.http runs on gevent, whose sockets belong to their thread's hub: a client made
+    in one thread fails in another. A scenario keeps its load threads from warm-up to the end
+    (scenarios.load_threads); those of ended threads are closed when the next is made, so
+    connections do not pile up over scenarios and runs.
+    """
+
+    def __init__(self, create: Callable[[], T], close: Callable[[T], None]):
+        self._create, self._close = create, close
+        self._local = threading.local()
+        self._owned: list[tuple[threading.Thread, T]] = []
+        self._lock = threading.Lock()
+
+    def get(self) -> T:
+        item: T | None = getattr(self._local, "item", None)
+        if item is None:
+            item = self._create()
+            self._local.item = item
+            with self._lock:
+                ended = [pair for pair in self._owned if not pair[0].is_alive()]
+                self._owned = [pair for pair in self._owned if pair[0].is_alive()]
+                self._owned.append((threading.current_thread(), item))
+            for _, old in ended:
+                self._close(old)
+        return item
+
+    def drain(self) -> None:
+        with self._lock:
+            owned, self._owned = self._owned, []
+        self._local = threading.local()
+        for _, item in owned:
+            self._close(item)
+
+
 class RestClient(InferenceClient):
-    """KServe v2 REST with the binary tensor extension; one keep-alive connection per thread."""
+    """KServe v2 REST through tritonclient.http (binary tensor extension); one connection per thread."""
 
     kind = "rest"
 
@@ -281,78 +329,97 @@ class RestClient(InferenceClient):
         known_models: Sequence[str] = (),
         up_hint: str = UP_HINT,
     ):
-        import httpx
+        import tritonclient.http as triton_http
+        from tritonclient.utils import InferenceServerException
 
-        self._httpx = httpx
+        self._http, self._server_error = triton_http, InferenceServerException
         self.url = url.rstrip("/") if "://" in url else f"http://{url.rstrip('/')}"
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise BenchError(f"{url} is not an HTTP URL; give the REST endpoint as http://host:port")
         self.model = model
         self.timeout_seconds = timeout_seconds
         self.retry = retry
         self.known_models = tuple(known_models)
         self.up_hint = up_hint
-        # One keep-alive connection per client; concurrent requests borrow different clients.
-        # Proxy settings from the environment must not reroute calls to this machine.
-        trust_env = not is_loopback(self.url)
-        self._sessions = _Pool(
-            lambda: httpx.Client(
-                timeout=timeout_seconds,
-                limits=httpx.Limits(max_keepalive_connections=1),
-                trust_env=trust_env,
-            )
+        address, ssl = parts.netloc + parts.path, parts.scheme == "https"
+        self._clients: _PerThread[Any] = _PerThread(
+            lambda: triton_http.InferenceServerClient(
+                address, connection_timeout=timeout_seconds, network_timeout=timeout_seconds, ssl=ssl
+            ),
+            lambda client: client.close(),
         )
+        # Control calls tritonclient has no answer for (status codes of readiness, model lists):
+        # the standard library, never through a proxy, as tritonclient itself.
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
     @property
     def endpoint(self) -> str:
         return self.url
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
-        httpx = self._httpx
+    def _call(self, what: str, path: str, call: Callable[[Any], T]) -> T:
+        """Run ``call(client)`` with this thread's client; every failure becomes one BenchError line."""
         try:
-            with self._sessions.borrow() as session:
-                response = session.request(method, self.url + path, **kwargs)
-        except httpx.TimeoutException:
+            return call(self._clients.get())
+        except self._server_error as exc:
+            raise self._status_error(exc.status(), _triton_message(exc), path) from None
+        except TimeoutError:
             raise RequestTimeout(
-                f"{method} {self.url}{path} got no answer within {self.timeout_seconds:g} s "
+                f"{what} {self.url}{path} got no answer within {self.timeout_seconds:g} s "
                 "(bench.request_timeout_seconds)"
             ) from None
-        except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+        except (OSError, http.client.HTTPException) as exc:
             raise Unreachable(
                 self.url, _one_line(str(exc) or type(exc).__name__), hint=self.up_hint
             ) from None
-        except httpx.HTTPError as exc:
-            raise BenchError(f"{method} {self.url}{path} failed: {_one_line(str(exc))}") from None
-        if response.status_code >= 300:
-            self._raise_for_status(response, path)
-        return response
+        except ValueError as exc:  # a body that is not the JSON it should be
+            raise MalformedAnswer(
+                f"{what} {self.url}{path}: malformed answer ({_one_line(str(exc))})"
+            ) from None
 
-    def _raise_for_status(self, response: Any, path: str) -> None:
-        code = response.status_code
-        message = _server_message(response)
+    def _get(self, path: str) -> tuple[int, bytes]:
+        """GET by the standard library: (status, body); unreachable and timeouts as BenchErrors."""
+        try:
+            with self._opener.open(self.url + path, timeout=self.timeout_seconds) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
+        except TimeoutError:
+            raise RequestTimeout(
+                f"GET {self.url}{path} got no answer within {self.timeout_seconds:g} s "
+                "(bench.request_timeout_seconds)"
+            ) from None
+        except (OSError, http.client.HTTPException) as exc:
+            reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+            raise Unreachable(
+                self.url, _one_line(str(reason) or type(exc).__name__), hint=self.up_hint
+            ) from None
+
+    def _status_error(self, status: str | None, message: str, path: str) -> BenchError:
+        code = int(status) if status and status.isdigit() else None
         where = f"{self.url}{path}"
+        if code is None:
+            return BenchError(f"{where}: {message}")
         if code == 400:
-            raise BadRequest(f"{self.model} rejected the request (HTTP 400 from {where}): {message}")
+            return BadRequest(f"{self.model} rejected the request (HTTP 400 from {where}): {message}")
         if code == 404:
             self._check_speaks_v2()
-            raise ModelMissing(model_missing_message(self.model, self.url, self.list_models()))
+            return ModelMissing(model_missing_message(self.model, self.url, self.list_models()))
         if code == 503:
-            raise NotReady(f"{self.model} is not ready (HTTP 503 from {where}): {message}")
-        raise BenchError(f"HTTP {code} from {where}: {message}")
+            return NotReady(f"{self.model} is not ready (HTTP 503 from {where}): {message}")
+        return BenchError(f"HTTP {code} from {where}: {message}")
 
     def _check_speaks_v2(self) -> None:
         """Raise :class:`NotKServeV2` unless GET /v2 answers V2 server metadata (name and version)."""
         data: Any = None
         try:
-            with self._sessions.borrow() as session:
-                response = session.get(self.url + "/v2")
-        except self._httpx.HTTPError as exc:
-            answer = f"no answer: {_one_line(str(exc) or type(exc).__name__)}"
+            code, body = self._get("/v2")
+        except BenchError as exc:
+            answer = f"no answer: {exc}"
         else:
-            answer = f"HTTP {response.status_code}"
-            if response.status_code == 200:
-                try:
-                    data = response.json()
-                except ValueError:
-                    data = None
+            answer = f"HTTP {code}"
+            if code == 200:
+                data = _json_or_none(body)
                 answer += " without V2 server metadata"
         if isinstance(data, dict) and "name" in data and "version" in data:
             return
@@ -365,38 +432,33 @@ class RestClient(InferenceClient):
         """Model names the server has: KServe's GET /v2/models, OVMS's GET /v1/config, else the known ones."""
         for path, pick in (("/v2/models", lambda d: d.get("models")), ("/v1/config", lambda d: list(d))):
             try:
-                with self._sessions.borrow() as session:
-                    response = session.get(self.url + path)
-                if response.status_code == 200:
-                    names = pick(response.json())
-                    if isinstance(names, list):
-                        return sorted(str(n) for n in names)
-            except (self._httpx.HTTPError, ValueError, AttributeError):
+                code, body = self._get(path)
+                names = pick(_json_or_none(body)) if code == 200 else None
+            except (BenchError, AttributeError, TypeError):
                 continue
+            if isinstance(names, list):
+                return sorted(str(n) for n in names)
         return list(self.known_models) or None
 
     def prepare(self, batch: Batch) -> Any:
-        return encode_rest_request(tensor_payload(batch))
+        return [infer_input(tensor_payload(batch), self._http)]
 
     def send(self, prepared: Any) -> np.ndarray:
-        response = self._request(
-            "POST", f"/v2/models/{self.model}/infer", content=prepared.body, headers=prepared.headers
-        )
-        header_length = response.headers.get("inference-header-content-length")
-        return decode_rest_response(response.content, int(header_length) if header_length else None)
+        path = f"/v2/models/{self.model}/infer"
+        return probabilities(self._call("POST", path, lambda client: client.infer(self.model, prepared)))
 
     def model_metadata(self) -> ModelMetadata:
+        path = f"/v2/models/{self.model}"
+
         def fetch() -> Any:
-            response = self._request("GET", f"/v2/models/{self.model}")
             try:
-                data = response.json()
-            except ValueError:
+                data = self._call("GET", path, lambda client: client.get_model_metadata(self.model))
+            except MalformedAnswer:
                 data = None
             if not isinstance(data, dict):
                 self._check_speaks_v2()
                 raise NotKServeV2(
-                    f"{self.url}/v2/models/{self.model} answered HTTP {response.status_code} without "
-                    "V2 model metadata (JSON); is it a KServe v2 server?"
+                    f"{self.url}{path} answered without V2 model metadata (JSON); is it a KServe v2 server?"
                 )
             return data
 
@@ -411,19 +473,27 @@ class RestClient(InferenceClient):
 
     def server_metadata(self) -> ServerMetadata | None:
         try:
-            data = with_retries(lambda: self._request("GET", "/v2").json(), self.retry)
-        except (ModelMissing, BadRequest, NotKServeV2, ValueError):
+            data = with_retries(
+                lambda: self._call("GET", "/v2", lambda client: client.get_server_metadata()), self.retry
+            )
+        except (ModelMissing, BadRequest, NotKServeV2, MalformedAnswer):
             return None
         if not isinstance(data, dict):
             return None
         return ServerMetadata(str(data.get("name", "")), str(data.get("version", "")))
 
     def wait_until_ready(self) -> None:
-        with_retries(lambda: self._request("GET", f"/v2/models/{self.model}/ready"), self.retry)
+        path = f"/v2/models/{self.model}/ready"
+
+        def ready() -> None:
+            code, body = self._get(path)
+            if code >= 300:
+                raise self._status_error(str(code), _body_message(body), path)
+
+        with_retries(ready, self.retry)
 
     def close(self) -> None:
-        for session in self._sessions.drain():
-            session.close()
+        self._clients.drain()
 
 
 def _spec(tensor: dict) -> TensorSpec:
@@ -431,14 +501,27 @@ def _spec(tensor: dict) -> TensorSpec:
     return TensorSpec(str(tensor.get("name")), str(tensor.get("datatype")), shape)
 
 
-def _server_message(response: Any) -> str:
+def _json_or_none(body: bytes) -> Any:
     try:
-        data = response.json()
-        if isinstance(data, dict) and ("error" in data or "detail" in data):
-            return _one_line(str(data.get("error") or data.get("detail")))
+        return json.loads(body)
     except ValueError:
-        pass
-    return _one_line(response.text or response.reason_phrase)
+        return None
+
+
+def _body_message(body: bytes) -> str:
+    """A server's error body in one line: its JSON ``error`` (KServe, OVMS) or ``detail``, else the text."""
+    data = _json_or_none(body)
+    if isinstance(data, dict) and ("error" in data or "detail" in data):
+        return _one_line(str(data.get("error") or data.get("detail")))
+    return _one_line(body.decode("utf-8", "replace"))
+
+
+def _triton_message(exc: Any) -> str:
+    # tritonclient keeps the raw body as debug details when it is not {"error": …} JSON.
+    details = exc.debug_details()
+    if isinstance(details, str) and details:
+        return _body_message(details.encode())
+    return _one_line(exc.message() or "")
 
 
 def model_missing_message(model: str, where: str, available: Sequence[str] | None) -> str:
@@ -451,12 +534,32 @@ def model_missing_message(model: str, where: str, available: Sequence[str] | Non
 
 # --- gRPC -------------------------------------------------------------------------------------
 
-_INFER_METHOD = "/inference.GRPCInferenceService/ModelInfer"
 _CONNECTION_WORDS = ("connect", "dns", "resolv", "lookup", "socket", "unreachable", "no route")
+_grpc_module_lock = threading.Lock()
+
+
+def tritonclient_grpc() -> ModuleType:
+    """``tritonclient.grpc``, its KServe v2 protobuf types in a descriptor pool of their own.
+
+    kserve (the local server, loaded by the tests and by `invoke pipeline`) registers the same
+    ``inference.*`` messages from another file; protobuf refuses a second definition of a name in
+    one pool, whichever is imported second. Apart, both load, in either order.
+    """
+    with _grpc_module_lock:
+        if "tritonclient.grpc" not in sys.modules:
+            from google.protobuf import descriptor_pool
+
+            default, private = descriptor_pool.Default, descriptor_pool.DescriptorPool()
+            descriptor_pool.Default = lambda: private  # what generated *_pb2 modules register into
+            try:
+                importlib.import_module("tritonclient.grpc")
+            finally:
+                descriptor_pool.Default = default
+        return sys.modules["tritonclient.grpc"]
 
 
 class GrpcClient(InferenceClient):
-    """KServe v2 gRPC (the stubs kserve ships) with raw_input_contents; one channel for all threads."""
+    """KServe v2 gRPC through tritonclient.grpc (raw_input_contents); one channel for all threads."""
 
     kind = "grpc"
 
@@ -470,69 +573,65 @@ class GrpcClient(InferenceClient):
         known_models: Sequence[str] = (),
         up_hint: str = UP_HINT,
     ):
-        import grpc
-        from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
-        from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc as pb_grpc
-
-        self._grpc, self._pb = grpc, pb
         if target.startswith(("http://", "https://")):
             raise BenchError(
                 f"{target} is an HTTP URL but bench.protocol is grpc; give the gRPC port as host:port "
                 "or set bench.protocol=rest"
             )
+        grpc = tritonclient_grpc()
+        from tritonclient.utils import InferenceServerException
+
+        self._grpc, self._server_error = grpc, InferenceServerException
         self.target = target.removeprefix("grpc://")
         self.model = model
         self.timeout_seconds = timeout_seconds
         self.retry = retry
         self.known_models = tuple(known_models)
         self.up_hint = up_hint
-        unlimited = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
-        self._channel = grpc.insecure_channel(self.target, options=unlimited)
-        self._stub = pb_grpc.GRPCInferenceServiceStub(self._channel)
-        # Requests are serialized once in prepare(); no request serializer means "send these bytes".
-        self._infer: grpc.UnaryUnaryMultiCallable[bytes, Any] = self._channel.unary_unary(
-            _INFER_METHOD, request_serializer=None, response_deserializer=pb.ModelInferResponse.FromString
-        )
+        # tritonclient's channel: unlimited message sizes, thread-safe, shared by all threads.
+        self._client = grpc.InferenceServerClient(self.target)
 
     @property
     def endpoint(self) -> str:
         return self.target
 
-    def _call(self, method: Callable[..., T], request: Any) -> T:
+    def _call(self, call: Callable[..., T], *args: Any) -> T:
         try:
-            return method(request, timeout=self.timeout_seconds)
-        except self._grpc.RpcError as exc:
+            return call(*args, client_timeout=self.timeout_seconds)
+        except self._server_error as exc:
             raise self._error(exc) from None
 
     def _error(self, exc: Any) -> BenchError:
-        codes = self._grpc.StatusCode
-        code, details = exc.code(), _one_line(exc.details() or "")
-        if code == codes.UNAVAILABLE:
+        """A tritonclient error (status ``StatusCode.<NAME>`` for an RPC status) as a BenchError."""
+        status = str(exc.status() or "").removeprefix("StatusCode.")
+        details = _one_line(exc.message() or "")
+        if status == "UNAVAILABLE":
             if any(word in details.lower() for word in _CONNECTION_WORDS):
                 return Unreachable(self.target, details, hint=self.up_hint)
             return NotReady(f"{self.model} is not ready (gRPC UNAVAILABLE from {self.target}): {details}")
-        if code == codes.INVALID_ARGUMENT:
+        if status == "INVALID_ARGUMENT":
             return BadRequest(
                 f"{self.model} rejected the request (gRPC INVALID_ARGUMENT from {self.target}): {details}"
             )
-        if code == codes.NOT_FOUND:
+        if status == "NOT_FOUND":
             return ModelMissing(model_missing_message(self.model, self.target, self.known_models))
-        if code == codes.DEADLINE_EXCEEDED:
+        if status == "DEADLINE_EXCEEDED":
             return RequestTimeout(
                 f"{self.target} did not answer within {self.timeout_seconds:g} s "
                 "(bench.request_timeout_seconds)"
             )
-        return BenchError(f"gRPC {code.name} from {self.target}: {details}")
+        if not status:
+            return BenchError(f"gRPC call to {self.target} failed: {details}")
+        return BenchError(f"gRPC {status} from {self.target}: {details}")
 
     def prepare(self, batch: Batch) -> Any:
-        return _GrpcRequest(encode_grpc_request(tensor_payload(batch), self.model))
+        return [infer_input(tensor_payload(batch), self._grpc)]
 
     def send(self, prepared: Any) -> np.ndarray:
-        return decode_grpc_response(self._call(self._infer, prepared.serialized))
+        return probabilities(self._call(self._client.infer, self.model, prepared))
 
     def model_metadata(self) -> ModelMetadata:
-        request = self._pb.ModelMetadataRequest(name=self.model)
-        data = with_retries(lambda: self._call(self._stub.ModelMetadata, request), self.retry)
+        data = with_retries(lambda: self._call(self._client.get_model_metadata, self.model), self.retry)
 
         def specs(tensors: Any) -> tuple[TensorSpec, ...]:
             return tuple(TensorSpec(t.name, t.datatype, tuple(int(d) for d in t.shape)) for t in tensors)
@@ -546,29 +645,21 @@ class GrpcClient(InferenceClient):
         )
 
     def server_metadata(self) -> ServerMetadata | None:
-        request = self._pb.ServerMetadataRequest()
         try:
-            data = with_retries(lambda: self._call(self._stub.ServerMetadata, request), self.retry)
+            data = with_retries(lambda: self._call(self._client.get_server_metadata), self.retry)
         except (ModelMissing, BadRequest):
             return None
         return ServerMetadata(data.name, data.version)
 
     def wait_until_ready(self) -> None:
-        request = self._pb.ModelReadyRequest(name=self.model)
-
         def ready() -> None:
-            if not self._call(self._stub.ModelReady, request).ready:
+            if not self._call(self._client.is_model_ready, self.model):
                 raise NotReady(f"{self.model} is not ready (gRPC ModelReady from {self.target} says false)")
 
         with_retries(ready, self.retry)
 
     def close(self) -> None:
-        self._channel.close()
-
-
-@dataclass(frozen=True)
-class _GrpcRequest:
-    serialized: bytes
+        self._client.close()
 
 
 # --- in process -------------------------------------------------------------------------------

@@ -53,6 +53,12 @@ def load_bench_images(manifest: SplitEntries, size: int, image_size: int) -> Ben
         # The tensor payload is decoded from the very bytes the JPEG payload sends, by the server's
         # (and training's) decode: both input formats give the model the same pixels.
         tensors = decode_batch(encoded, image_size)
+    except FileNotFoundError as exc:
+        # Where the manifest resolved it: under the manifest's folder (data/) wherever the tree lies.
+        raise BenchError(
+            f"test image {exc.filename} is missing, where the split manifest expects it: copy or sync "
+            "the whole artifacts tree (data/ holds the images), or re-run `invoke data`"
+        ) from None
     except OSError as exc:
         raise BenchError(f"cannot read a test image ({exc}); re-run `invoke data`") from None
     return BenchImages(paths, tuple(int(e.label) for e in entries), tensors, encoded)

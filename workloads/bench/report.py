@@ -23,6 +23,7 @@ from typing import Any
 
 from contracts.errors import BenchError
 from contracts.files import atomic_write_text, temporary_sibling
+from workloads.bench.pricing import Price
 from workloads.bench.results import SOURCE_KEY, load_results, model_version_label
 from workloads.progress import Progress, print_progress
 
@@ -128,9 +129,25 @@ def row_labels(rows: Sequence[Mapping[str, Any]]) -> list[str]:
 
 
 def _base_label(row: Mapping[str, Any]) -> str:
-    target, pool, precision = row["target"], row.get("pool"), row["model"]["precision"]
+    target, pool = row["target"], row.get("pool")
     where = target if not pool or pool == target else f"{target}/{pool}"
-    return f"{where} {precision}"
+    return f"{where} {precision_label(row)}"
+
+
+def precision_label(row: Mapping[str, Any]) -> str:
+    """The variant and what executed: ``fp32 (ran f32)``, ``int8 (ran u8+f32)`` from the layer mix
+    (most layers first), ``fp32 (pinned f32)`` where only the server's pin is known; the variant
+    alone for results that do not say."""
+    precision = row["model"]["precision"]
+    layers = row.get("layer_precisions") or {}
+    if layers:
+        ran = "+".join(sorted(layers, key=lambda name: (-layers[name], name)))
+        return f"{precision} (ran {ran})"
+    hint = row.get("execution_precision")
+    if not hint:
+        return precision
+    verb = "pinned" if row.get("execution_reported_by") == "plugin_config" else "ran"
+    return f"{precision} ({verb} {hint})"
 
 
 def _bs_conc(row: Mapping[str, Any]) -> str:
@@ -142,13 +159,13 @@ def _bs_conc(row: Mapping[str, Any]) -> str:
 # Markdown table
 
 
-def markdown_table(results: Sequence[Mapping[str, Any]], usd_per_hour: Mapping[str, float]) -> str:
+def markdown_table(results: Sequence[Mapping[str, Any]], prices: Mapping[str, Price]) -> str:
     """The results table followed by its footnotes (Markdown)."""
     if not results:
         raise BenchError("no benchmark results to report; run `invoke bench` first")
     rows, merge_notes = merge_results(results)
     labels = row_labels(rows)
-    with_cost = any(_price(row, usd_per_hour) is not None for row in rows)
+    with_cost = any(_price(row, prices) is not None for row in rows)
     paper_images = {(row.get("settings") or {}).get("paper_images") for row in rows}
     paper_n = next(iter(paper_images)) if len(paper_images) == 1 and None not in paper_images else "N"
 
@@ -168,7 +185,7 @@ def markdown_table(results: Sequence[Mapping[str, Any]], usd_per_hour: Mapping[s
         header.append("$/M images")
     lines = [_table_line(header), _table_line(["---"] * 4 + ["---:"] * 5 + ["---"] + ["---:"] * with_cost)]
     for row in rows:
-        lines.append(_table_line(_row_cells(row, usd_per_hour, with_cost)))
+        lines.append(_table_line(_row_cells(row, prices, with_cost)))
 
     notes = [
         *_model_notes(rows, labels),
@@ -181,19 +198,19 @@ def markdown_table(results: Sequence[Mapping[str, Any]], usd_per_hour: Mapping[s
         *_cpu_caveats(rows, labels),
     ]
     if with_cost:
-        notes.append(_cost_note(rows, usd_per_hour))
+        notes.append(_cost_note(rows, labels, prices))
     notes.append(f"{MISSING} = scenario not run for that row.")
     return "\n".join(lines) + "\n\n" + "\n".join(f"- {note}" for note in notes) + "\n"
 
 
-def _row_cells(row: Mapping[str, Any], usd_per_hour: Mapping[str, float], with_cost: bool) -> list[str]:
+def _row_cells(row: Mapping[str, Any], prices: Mapping[str, Price], with_cost: bool) -> list[str]:
     scenarios = row["scenarios"]
     runtime = row.get("runtime") or MISSING
     protocol = row.get("protocol")
     if protocol and protocol != "in-process":
         runtime = f"{runtime} ({protocol})"
     target = f"{row['target']} {BUSY_MARK}" if _busy(row) else row["target"]
-    cells = [target, row.get("pool") or MISSING, runtime, row["model"]["precision"]]
+    cells = [target, row.get("pool") or MISSING, runtime, precision_label(row)]
 
     batch = scenarios.get("batch")
     if batch:
@@ -211,8 +228,7 @@ def _row_cells(row: Mapping[str, Any], usd_per_hour: Mapping[str, float], with_c
 
     cells.append(cpu_cell(row.get("client")))
     if with_cost:
-        price = _price(row, usd_per_hour)
-        cells.append(_money(cost_per_million(price, _batch_median(row))) if price is not None else MISSING)
+        cells.append(_money(_row_cost(row, prices)))
     return cells
 
 
@@ -243,12 +259,16 @@ def _batch_median(row: Mapping[str, Any]) -> float | None:
 # Cost
 
 
-def _price(row: Mapping[str, Any], usd_per_hour: Mapping[str, float]) -> float | None:
-    """$/hour for a row: its pool's price, else its target's, else None."""
-    for key in (row.get("pool"), row["target"]):
-        if key and key in usd_per_hour:
-            return float(usd_per_hour[key])
-    return None
+def _price(row: Mapping[str, Any], prices: Mapping[str, Price]) -> Price | None:
+    """The node price of a row (workloads.bench.pricing.report_prices keys): its target/pool's,
+    else its target's, else None."""
+    return prices.get(f"{row['target']}/{row.get('pool')}") or prices.get(row["target"])
+
+
+def _row_cost(row: Mapping[str, Any], prices: Mapping[str, Price]) -> float | None:
+    """$ per million images at the row's median batch throughput; None without a price or figure."""
+    price = _price(row, prices)
+    return cost_per_million(price.usd_per_hour, _batch_median(row)) if price is not None else None
 
 
 def cost_per_million(usd_per_hour: float, images_per_second: float | None) -> float | None:
@@ -261,17 +281,20 @@ def cost_per_million(usd_per_hour: float, images_per_second: float | None) -> fl
 def _money(value: float | None) -> str:
     if value is None:
         return MISSING
-    return f"${value:.2f}" if value >= 0.01 or value == 0 else f"${value:.2g}"
+    # Three significant figures below $10: pools a few percent apart (c6i vs c7i) stay apart.
+    return f"${value:.2f}" if value >= 10 or value == 0 else f"${value:.3g}"
 
 
-def _cost_note(rows: Sequence[Mapping[str, Any]], usd_per_hour: Mapping[str, float]) -> str:
-    keys = {str(key) for row in rows for key in (row.get("pool"), row["target"]) if key is not None}
-    used = sorted(keys & set(usd_per_hour))
-    prices = ", ".join(f"{key} ${float(usd_per_hour[key]):g}/h" for key in used)
+def _cost_note(rows: Sequence[Mapping[str, Any]], labels: Sequence[str], prices: Mapping[str, Price]) -> str:
+    groups: dict[str, list[str]] = {}
+    for row, label in zip(rows, labels, strict=True):
+        price = _price(row, prices)
+        if price is not None:
+            groups.setdefault(price.describe(), []).append(label)
+    used = "; ".join(f"{text} for {', '.join(group)}" for text, group in groups.items())
     return (
-        f"$/M images = $/hour ÷ (median batch images/s × 3600) × 10⁶, at {prices} "
-        "(the node's price, keyed by pool, else target); rows without a price or a batch figure show "
-        f"{MISSING}."
+        f"$/M images = $/hour ÷ (median batch images/s × 3600) × 10⁶, one node per row: {used}. "
+        f"Rows without a price or a batch figure show {MISSING}."
     )
 
 
@@ -452,12 +475,22 @@ def _version_notes(rows: Sequence[Mapping[str, Any]], labels: Sequence[str]) -> 
 # ---------------------------------------------------------------------------------------------
 # Bar chart
 
-_PRECISION_COLOURS = {"fp32": "#4C72B0", "fp16": "#55A868", "int8": "#DD8452"}
+_PRECISION_COLOURS = {"fp32": "#4C72B0", "fp16": "#55A868", "int8": "#DD8452", "bf16": "#C44E52"}
 
 
-def bar_chart(results: Sequence[Mapping[str, Any]], path: Path) -> Path:
-    """Two panels, one bar per row: batch images/s (median, min–max error bars) and real-time
-    latency (p50 bar, p90/p99 markers). 1200x500 px for up to 12 rows, taller beyond. Atomic."""
+def batch_bar_label(row: Mapping[str, Any], prices: Mapping[str, Price]) -> str:
+    """The figure beside a row's batch bar: median images/s, and $ per million images when priced."""
+    cost = _row_cost(row, prices)
+    text = f"  {_number(_batch_median(row) or 0)}"
+    return f"{text} · {_money(cost)}/M images" if cost is not None else text
+
+
+def bar_chart(
+    results: Sequence[Mapping[str, Any]], path: Path, prices: Mapping[str, Price] | None = None
+) -> Path:
+    """Two panels, one bar per row: batch images/s (median, min–max error bars; $ per million
+    images beside it when ``prices`` price the row) and real-time latency (p50 bar, p90/p99
+    markers). 1200x500 px for up to 12 rows, taller beyond. Atomic."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -486,7 +519,8 @@ def bar_chart(results: Sequence[Mapping[str, Any]], path: Path) -> Path:
                     capsize=3,
                     height=0.6,
                 )
-                batch_ax.text(stats["max"], index, f"  {_number(stats['median'])}", va="center", fontsize=8)
+                label = batch_bar_label(row, prices or {})
+                batch_ax.text(stats["max"], index, label, va="center", fontsize=8)
             else:
                 batch_ax.text(0, index, " not run", va="center", fontsize=8, color="grey")
 
@@ -520,7 +554,8 @@ def bar_chart(results: Sequence[Mapping[str, Any]], path: Path) -> Path:
         latency_top = max(
             (s["realtime"]["summary"]["p99_ms"]["median"] for s in _scenarios(rows, "realtime")), default=1
         )
-        batch_ax.set_xlim(0, (batch_top or 1) * 1.2)
+        # Room on the right for the figure (and its $/M images) beside the longest bar.
+        batch_ax.set_xlim(0, (batch_top or 1) * (1.6 if prices else 1.2))
         latency_ax.set_xlim(0, (latency_top or 1) * 1.5)
         for ax in (batch_ax, latency_ax):
             ax.grid(axis="x", alpha=0.3)
@@ -555,40 +590,55 @@ def _scenarios(rows: Sequence[Mapping[str, Any]], name: str) -> list[Mapping[str
 def write_report(
     results_paths: Sequence[Path],
     out_dir: Path,
-    usd_per_hour: Mapping[str, float],
+    prices: Mapping[str, Price],
     *,
     progress: Progress = print_progress,
     title: str = "Bone-marrow classifier benchmark",
 ) -> tuple[Path, Path]:
-    """Write ``out_dir/report.md`` (table, footnotes, chart link) and ``out_dir/report.png``.
+    """Write ``out_dir/report.md`` (table, footnotes, chart link) and ``out_dir/report.png``; results
+    of the load modes (sweep, rate, max-rate) add their tables and ``out_dir/curve.png``.
 
-    Everything is rendered before anything is renamed into place, so a failure (bad result,
-    chart error) leaves the previous report, or none, untouched.
+    Returns report.md and the main chart (report.png; curve.png when no result ran batch or
+    realtime). Everything is rendered before anything is renamed into place, so a failure (bad
+    result, chart error) leaves the previous report, or none, untouched.
     """
+    from workloads.bench.load_report import CURVE_PNG, curve_chart, load_mode_sections
+
     results = load_results(results_paths)
-    rows, _ = merge_results(results)
+    classic = [r for r in results if set(r["scenarios"]) & {"batch", "realtime"}]
+    rows, _ = merge_results(classic)
     progress(f"bench report: {len(results)} result(s) → {len(rows)} row(s)")
-    table = markdown_table(results, usd_per_hour)
+    loads = load_mode_sections(results)
     generated = datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-    markdown = (
-        f"# {title}\n\n"
-        f"Generated {generated} from {len(results)} result file(s).\n\n"
-        f"{table}\n"
-        f"![Batch throughput and real-time latency per row]({REPORT_PNG})\n"
-    )
+    markdown = f"# {title}\n\nGenerated {generated} from {len(results)} result file(s).\n\n"
+    if classic:
+        markdown += (
+            f"{markdown_table(classic, prices)}\n"
+            f"![Batch throughput and real-time latency per row]({REPORT_PNG})\n"
+        )
+    if loads:
+        markdown += f"\n{loads}\n![Throughput against latency per row and load mode]({CURVE_PNG})\n"
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    md_path, png_path = out_dir / REPORT_MD, out_dir / REPORT_PNG
-    staged_png, staged_md = temporary_sibling(png_path, "staged"), temporary_sibling(md_path, "staged")
+    md_path, png_path, curve_path = out_dir / REPORT_MD, out_dir / REPORT_PNG, out_dir / CURVE_PNG
+    charts = [path for path, drawn in ((png_path, classic), (curve_path, loads)) if drawn]
+    staged = {path: temporary_sibling(path, "staged") for path in charts}
+    staged_md = temporary_sibling(md_path, "staged")
     try:
-        bar_chart(results, staged_png)
+        if classic:
+            bar_chart(classic, staged[png_path], prices)
+        if loads:
+            curve_chart(results, staged[curve_path])
         atomic_write_text(staged_md, markdown)
-        # The Markdown (which links the chart) goes into place last.
-        os.replace(staged_png, png_path)
+        # The Markdown (which links the charts) goes into place last.
+        for path, staging in staged.items():
+            os.replace(staging, path)
         os.replace(staged_md, md_path)
     except BaseException:
-        staged_png.unlink(missing_ok=True)
+        for staging in staged.values():
+            staging.unlink(missing_ok=True)
         staged_md.unlink(missing_ok=True)
         raise
-    progress(f"bench report: wrote {md_path} and {png_path}")
-    return md_path, png_path
+    written = " and ".join(map(str, charts))
+    progress(f"bench report: wrote {md_path} and {written}")
+    return md_path, png_path if classic else curve_path

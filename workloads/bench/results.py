@@ -40,6 +40,7 @@ CSV_COLUMNS = (
     "protocol",
     "model",
     "precision",
+    "execution_precision",
     "batch_size",
     "concurrency",
     "batch_images_per_second",
@@ -52,6 +53,9 @@ CSV_COLUMNS = (
     "machine",
 )
 MACHINE_STATES = ("quiet", "busy")
+# Who said which precision executed: OpenVINO in this process, the local server (what it compiled),
+# the plugin_config the deploy rendered for OVMS, or nobody (an endpoint that does not say).
+EXECUTION_REPORTERS = ("compiled model", "server", "plugin_config", "unknown")
 _NAME_ATTEMPTS = 16
 
 _NUMBER = {"type": "number", "minimum": 0}
@@ -109,6 +113,90 @@ def _scenario(repetition_props: dict[str, Any], summary_props: dict[str, Any]) -
     }
 
 
+_FIGURES = {
+    "seconds": _NUMBER,
+    "requests": _COUNT,
+    "images": _COUNT,
+    "requests_per_second": _NUMBER,
+    "images_per_second": _NUMBER,
+    "mean_ms": _NUMBER,
+    "p50_ms": _NUMBER,
+    "p90_ms": _NUMBER,
+    "p99_ms": _NUMBER,
+}
+# Open-loop windows: the rate offered, requests scheduled (and their rate: a Poisson draw holds
+# more or fewer), sent late (all in-flight slots busy) and never sent (waiting when it ended).
+_OPEN_LOOP = {
+    "offered_rps": _NUMBER,
+    "scheduled": _COUNT,
+    "scheduled_rps": _NUMBER,
+    "delayed": _COUNT,
+    "dropped": _COUNT,
+}
+
+
+def _closed(properties: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": sorted(properties),
+        "additionalProperties": False,
+        "properties": properties,
+    }
+
+
+def _measurement(figures: dict[str, Any], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One load point (workloads.bench.loadgen.Measurement): its windows, whether they became
+    stable, and the figures pooled over the last ``windows_used``."""
+    return _closed(
+        {
+            "stable": {"type": "boolean"},
+            "windows_used": {"type": "integer", "minimum": 1},
+            "windows": {"type": "array", "minItems": 1, "items": _closed(figures)},
+            **figures,
+            **(extra or {}),
+        }
+    )
+
+
+_OPEN_LOOP_SETTINGS = {
+    "batch_size": {"type": "integer", "minimum": 1},
+    "distribution": {"enum": ["poisson", "constant"]},
+    "max_in_flight": {"type": "integer", "minimum": 1},
+    "seed": {"type": "integer"},
+}
+_LOAD_MODES = {
+    "sweep": _closed(
+        {
+            "batch_size": {"type": "integer", "minimum": 1},
+            "points": {
+                "type": "array",
+                "minItems": 1,
+                "items": _measurement(_FIGURES, {"concurrency": {"type": "integer", "minimum": 1}}),
+            },
+        }
+    ),
+    "rate": _closed(
+        _OPEN_LOOP_SETTINGS
+        | {"points": {"type": "array", "minItems": 1, "items": _measurement(_FIGURES | _OPEN_LOOP)}}
+    ),
+    "max-rate": _closed(
+        _OPEN_LOOP_SETTINGS
+        | {
+            "p99_bound_ms": _NUMBER,
+            "min_achieved_fraction": _NUMBER,
+            "max_rps": {"type": ["number", "null"], "minimum": 0},
+            "max_images_per_second": {"type": ["number", "null"], "minimum": 0},
+            "failed_rps": {"type": ["number", "null"], "minimum": 0},
+            "steps": {
+                "type": "array",
+                "minItems": 1,
+                "items": _measurement(_FIGURES | _OPEN_LOOP, {"sustained": {"type": "boolean"}}),
+            },
+        }
+    ),
+}
+
+
 RESULTS_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "title": "bone-marrow-toolkit benchmark result",
@@ -146,7 +234,7 @@ RESULTS_SCHEMA: dict[str, Any] = {
                 "name": {"type": "string", "minLength": 1},
                 "version": {"type": ["integer", "null"]},
                 "run_id": {"type": "string"},
-                "precision": {"enum": ["fp32", "fp16", "int8"]},
+                "precision": {"enum": ["fp32", "fp16", "int8", "bf16"]},
                 "image_size": {"type": "integer", "minimum": 1},
                 "sha256": {"type": ["string", "null"], "pattern": "^[0-9a-f]{64}$"},
             },
@@ -188,6 +276,15 @@ RESULTS_SCHEMA: dict[str, Any] = {
                 "repetitions": {"type": "integer", "minimum": 3},
                 "paper_images": {"type": "integer", "minimum": 1},
                 "performance_hint": {"type": ["string", "null"]},
+                # The load modes' stability rule (only in results that ran one).
+                "windows": _closed(
+                    {
+                        "window_seconds": _NUMBER,
+                        "stability_percent": _NUMBER,
+                        "stable_windows": {"type": "integer", "minimum": 1},
+                        "max_windows": {"type": "integer", "minimum": 1},
+                    }
+                ),
             },
         },
         "scenarios": {
@@ -210,7 +307,18 @@ RESULTS_SCHEMA: dict[str, Any] = {
                     | {key: _NUMBER for key in _LATENCIES},
                     {key: _RANGE for key in _LATENCIES},
                 ),
+                **_LOAD_MODES,
             },
+        },
+        # What executed (optional so older results still load; `invoke bench` always writes them):
+        # the compiled model's INFERENCE_PRECISION_HINT as OpenVINO reports it ("f32", "bf16"; null
+        # when the server does not say), who reported it, and the precisions its executed layers ran
+        # in, counted (null unless the model was compiled in a process that could read them).
+        "execution_precision": {"type": ["string", "null"]},
+        "execution_reported_by": {"enum": list(EXECUTION_REPORTERS)},
+        "layer_precisions": {
+            "type": ["object", "null"],
+            "additionalProperties": {"type": "integer", "minimum": 0},
         },
         # Optional so results written before it existed still load; `invoke bench` always writes it.
         "conditions": {
@@ -247,6 +355,31 @@ RESULTS_SCHEMA: dict[str, Any] = {
                 "images": _COUNT,
                 "before": {"enum": ["pass", "skipped"]},
                 "after": {"enum": ["pass", "skipped"]},
+            },
+        },
+        # Optional (older results have none): the server's own time per scenario, from its metrics
+        # before and after (workloads.bench.server_metrics); "reason" says why figures are missing.
+        "server_time": {
+            "type": "object",
+            "required": ["source", "scenarios"],
+            "additionalProperties": False,
+            "properties": {
+                "source": {"type": ["string", "null"]},
+                "reason": {"type": "string"},
+                "scenarios": {
+                    "type": "object",
+                    "additionalProperties": {
+                        "type": "object",
+                        "required": ["requests", "mean_request_ms", "inferences", "mean_inference_ms"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "requests": _COUNT,
+                            "mean_request_ms": {"type": ["number", "null"], "minimum": 0},
+                            "inferences": _COUNT,
+                            "mean_inference_ms": {"type": ["number", "null"], "minimum": 0},
+                        },
+                    },
+                },
             },
         },
     },
@@ -364,6 +497,7 @@ def csv_row(document: Mapping[str, Any]) -> dict[str, Any]:
         "protocol": document["protocol"],
         "model": document["model"]["name"],
         "precision": document["model"]["precision"],
+        "execution_precision": document.get("execution_precision") or "",
         "batch_size": document["settings"]["batch_size"],
         "concurrency": document["settings"]["concurrency"],
         "batch_images_per_second": median(batch, "images_per_second"),

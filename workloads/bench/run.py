@@ -1,4 +1,5 @@
-"""`invoke bench`: the batch and realtime scenarios against a server or an in-process runtime.
+"""`invoke bench`: the batch and realtime scenarios, and the load modes (sweep, rate, max-rate;
+workloads.bench.load_modes), against a server or an in-process runtime.
 
 Runtimes: ``server`` (a KServe v2 endpoint: the local server recorded by `invoke up --target
 local`, or any ``endpoint`` — OVMS included), ``openvino`` (the same IR compiled in this
@@ -10,7 +11,7 @@ load before and after) → known-answer check → unlock → results JSON + CSV.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypedDict
@@ -19,13 +20,12 @@ import workloads
 from contracts.config import ServingConfig, ToolkitConfig, openvino_properties
 from contracts.errors import BenchError, DatasetError, ModelRepositoryError, ToolkitError
 from contracts.files import sha256_file
-from contracts.model_repository import ModelRepository, ModelVersion, served_name
+from contracts.model_repository import ModelRepository, ModelVersion, execution_precision, served_name
 from contracts.run_directory import RunDirectory
 from workloads.bench.clients import (
     DEFAULT_RETRY,
     GrpcClient,
     InferenceClient,
-    OpenVinoClient,
     RestClient,
     RetryPolicy,
     TensorFlowClient,
@@ -34,6 +34,7 @@ from workloads.bench.clients import (
 )
 from workloads.bench.conditions import THIS_MACHINE, HostLock, LoadMonitor, lock_dir, measured_host
 from workloads.bench.cpuinfo import cpu_info
+from workloads.bench.inprocess import AsyncOpenVinoClient
 from workloads.bench.inputs import BenchImages, full_batches, load_bench_images, pool_size
 from workloads.bench.known_answer import (
     REMOTE_TOLERANCE,
@@ -43,6 +44,8 @@ from workloads.bench.known_answer import (
     check_known_answer,
     stored_known_answer,
 )
+from workloads.bench.load_modes import LOAD_MODES, RUNNERS, LoadSettings
+from workloads.bench.loadgen import StabilityRule
 from workloads.bench.results import SCHEMA_VERSION, model_version_label, write_results
 from workloads.bench.scenarios import (
     SCENARIOS,
@@ -53,11 +56,22 @@ from workloads.bench.scenarios import (
     run_batch,
     run_realtime,
 )
+from workloads.bench.server_metrics import (
+    METRICS_BY_RUNTIME,
+    Scrape,
+    ServerTimer,
+    http_scrape,
+    in_process_timer,
+    metrics_url,
+)
+from workloads.execution_precision import cpu_refusal, execution_facts
 from workloads.progress import Progress, print_progress
-from workloads.targets import DEPLOY_TARGETS, DeployTarget, deploy_target, either
+from workloads.targets import DEPLOY_TARGETS, ClusterTarget, DeployTarget, deploy_target, either
 from workloads.telemetry import opt_out_of_openvino_telemetry
 
 RUNTIMES = ("server", "openvino", "tensorflow")
+# batch and realtime (repetitions), then the load modes (stable windows), in the order they run.
+ALL_SCENARIOS = (*SCENARIOS, *LOAD_MODES)
 # The result label of a server named only by --endpoint (no deploy target).
 ENDPOINT = "endpoint"
 BENCH_LABELS = (*DEPLOY_TARGETS, ENDPOINT)
@@ -84,9 +98,15 @@ def find_published(
         ) from None
 
 
-def compile_config(serving: ServingConfig) -> dict[str, Any]:
-    """The OpenVINO properties the local server compiles with (workloads.serving.model.RuntimeSettings)."""
-    return openvino_properties(serving.performance_hint, serving.num_streams, serving.inference_threads)
+def compile_config(serving: ServingConfig, precision: str = "fp32") -> dict[str, Any]:
+    """The OpenVINO properties the local server compiles ``precision`` with
+    (workloads.serving.model.RuntimeSettings): INFERENCE_PRECISION_HINT pinned to the variant's."""
+    return openvino_properties(
+        serving.performance_hint,
+        serving.num_streams,
+        serving.inference_threads,
+        execution_precision(precision),
+    )
 
 
 def detect_runtime(server_name: str, platform: str) -> str:
@@ -119,6 +139,10 @@ class Subject:
     tensorflow_version: str | None = None
     # The published version whose stored known answer (known_answer.json) is the reference.
     stored: ModelVersion | None = None
+    # What executed: {"execution_precision", "execution_reported_by", "layer_precisions"} (results schema).
+    execution: dict[str, Any] = field(default_factory=dict)
+    # The server's Prometheus page (its REST port's /metrics), for server-side time; None in process.
+    metrics_url: str | None = None
 
 
 def _server_subject(
@@ -188,7 +212,31 @@ def _server_subject(
         server_version=server.describe() if server else None,
         server_cpu=cpu_info() if same_machine else None,
         performance_hint=((local or {}).get("settings") or {}).get("performance_hint") if local else None,
+        execution=_server_execution(served if local is not None else None, registered, bench.precision),
+        metrics_url=_metrics_url(
+            client.endpoint if bench.protocol == "rest" else (local or {}).get("http_url")
+        ),
     )
+
+
+def _metrics_url(rest_url: str | None) -> str | None:
+    return metrics_url(rest_url) if rest_url else None
+
+
+def _server_execution(
+    served: dict[str, Any] | None, registered: DeployTarget | None, precision: str
+) -> dict[str, Any]:
+    """What a server executes, where knowable: the local server records the hint it pinned (and
+    checked OpenVINO reports); a cluster target's OVMS runs the plugin_config its deploy rendered.
+    An anonymous endpoint does not say."""
+    if served is not None and served.get("execution_precision"):
+        return {"execution_precision": served["execution_precision"], "execution_reported_by": "server"}
+    if served is None and isinstance(registered, ClusterTarget):
+        return {
+            "execution_precision": execution_precision(precision),
+            "execution_reported_by": "plugin_config",
+        }
+    return {"execution_precision": None, "execution_reported_by": "unknown"}
 
 
 def _server_record(target: DeployTarget | None, config: ToolkitConfig) -> dict[str, Any] | None:
@@ -217,13 +265,19 @@ _IN_PROCESS = _InProcess(
 
 def _in_process_subject(config: ToolkitConfig, runtime: str) -> Subject:
     bench = config.bench
+    if runtime == "openvino" and (
+        refusal := cpu_refusal(bench.precision, cpu_info()["flags"], "of this machine", "bench.precision")
+    ):
+        raise BenchError(refusal)
     published = find_published(config.paths.model_repository, config.optimize.model_name, bench.precision)
     if runtime == "openvino":
-        client = OpenVinoClient(
+        # Driven as benchmark_app drives OpenVINO (an async infer queue of the server's nireq).
+        client = AsyncOpenVinoClient(
             published.xml,
             model=published.name,
             image_size=published.image_size,
-            compile_config=compile_config(config.serving),
+            compile_config=compile_config(config.serving, bench.precision),
+            nireq=config.serving.nireq,
         )
         model = {
             "name": published.name,
@@ -242,6 +296,7 @@ def _in_process_subject(config: ToolkitConfig, runtime: str) -> Subject:
             model=model,
             server_cpu=None,
             performance_hint=config.serving.performance_hint,
+            execution={**execution_facts(client.compiled), "execution_reported_by": "compiled model"},
             **_IN_PROCESS,
         )
     if not published.run_id:
@@ -275,6 +330,7 @@ def _in_process_subject(config: ToolkitConfig, runtime: str) -> Subject:
         server_cpu=None,
         performance_hint=None,
         tensorflow_version=tf.__version__,
+        execution={"execution_precision": None, "execution_reported_by": "unknown"},
         **_IN_PROCESS,
     )
 
@@ -294,6 +350,7 @@ def run_bench(
     retry: RetryPolicy = DEFAULT_RETRY,
     lock_directory: Path | None = None,
     load_monitor: Callable[[bool], LoadMonitor] = LoadMonitor,
+    scrape: Scrape = http_scrape,
 ) -> tuple[dict[str, Any], Path]:
     """Benchmark one model on one target; returns the results document and its JSON path.
 
@@ -307,10 +364,10 @@ def run_bench(
     """
     opt_out_of_openvino_telemetry()
     bench = config.bench
-    unknown = sorted(set(scenarios) - set(SCENARIOS))
+    unknown = sorted(set(scenarios) - set(ALL_SCENARIOS))
     if unknown or not scenarios:
         raise BenchError(
-            f"unknown scenario {unknown[0] if unknown else '(none)'}; choose from {', '.join(SCENARIOS)}"
+            f"unknown scenario {unknown[0] if unknown else '(none)'}; choose from {', '.join(ALL_SCENARIOS)}"
         )
     if runtime not in RUNTIMES:
         raise BenchError(f"unknown runtime {runtime!r}; choose from {', '.join(RUNTIMES)}")
@@ -335,7 +392,7 @@ def run_bench(
         subject.client.close()
         raise
     try:
-        images = _load_images(config, subject.model["image_size"])
+        images = _load_images(config, subject.model["image_size"], scenarios)
         where = subject.endpoint or "in process"
         progress(
             f"bench: {subject.runtime} · {subject.model['name']} {model_version_label(subject.model)} "
@@ -350,7 +407,12 @@ def run_bench(
             known["before"] = _check(subject, answer, "before", retry, progress)
         monitor = load_monitor(server_here)
         monitor.start()
-        results = _run_scenarios(subject.client, images, config, scenarios, progress)
+        timer = _server_timer(subject, scrape)
+        results: dict[str, Any] = {}
+        # One scenario at a time, so the server's own time is read around each.
+        for scenario in (s for s in ALL_SCENARIOS if s in scenarios):
+            with timer.measure(scenario):
+                results.update(_run_scenarios(subject.client, images, config, [scenario], progress))
         conditions = monitor.conditions()
         if answer:
             known["after"] = _check(subject, answer, "after", retry, progress)
@@ -359,6 +421,7 @@ def run_bench(
         subject.client.close()
 
     document = _document(subject, config, results, known, conditions)
+    document["server_time"] = timer.as_dict()
     path = write_results(document, config.paths.bench_results)
     for line in summary_lines(document):
         progress(line)
@@ -366,7 +429,14 @@ def run_bench(
     return document, path
 
 
-def _load_images(config: ToolkitConfig, image_size: int) -> BenchImages:
+def _server_timer(subject: Subject, scrape: Scrape) -> ServerTimer:
+    if subject.protocol == "in-process":
+        return in_process_timer()
+    metrics = METRICS_BY_RUNTIME.get(subject.runtime)
+    return ServerTimer(subject.metrics_url, metrics, subject.model["name"], scrape=scrape)
+
+
+def _load_images(config: ToolkitConfig, image_size: int, scenarios: Sequence[str]) -> BenchImages:
     from workloads.data.manifest import SplitManifest
 
     bench = config.bench
@@ -374,7 +444,9 @@ def _load_images(config: ToolkitConfig, image_size: int) -> BenchImages:
         manifest = SplitManifest.load(config.paths.split_manifest)
     except DatasetError as exc:
         raise BenchError(f"the benchmark needs test images: {exc}") from None
-    size = pool_size(bench.batch_size, bench.concurrency, bench.paper_images, bench.known_answer_images)
+    # Enough distinct batches for the most requests in flight (a sweep's last point included).
+    in_flight = max((bench.concurrency, *(bench.sweep_concurrency if "sweep" in scenarios else ())))
+    size = pool_size(bench.batch_size, in_flight, bench.paper_images, bench.known_answer_images)
     return load_bench_images(manifest, size, image_size)
 
 
@@ -417,7 +489,7 @@ def _run_scenarios(
     config: ToolkitConfig,
     scenarios: Sequence[str],
     progress: Progress,
-) -> dict[str, BatchResult | RealtimeResult]:
+) -> dict[str, BatchResult | RealtimeResult | dict[str, Any]]:
     bench = config.bench
     settings = ScenarioSettings(
         batch_size=bench.batch_size,
@@ -428,11 +500,16 @@ def _run_scenarios(
         repetitions=bench.repetitions,
         paper_images=bench.paper_images,
     )
-    results: dict[str, BatchResult | RealtimeResult] = {}
-    for scenario in SCENARIOS:
+    results: dict[str, BatchResult | RealtimeResult | dict[str, Any]] = {}
+    for scenario in ALL_SCENARIOS:
         if scenario not in scenarios:
             continue
-        if scenario == "batch":
+        if scenario in LOAD_MODES:
+            size = bench.batch_size if scenario == "sweep" else bench.rate_batch_size
+            batches = [images.batch(b, bench.input_format) for b in full_batches(len(images), size)]
+            prepared = prepare_requests(client, batches)
+            results[scenario] = RUNNERS[scenario](client, prepared, load_settings(config), progress)
+        elif scenario == "batch":
             batches = [
                 images.batch(b, bench.input_format) for b in full_batches(len(images), bench.batch_size)
             ]
@@ -443,10 +520,47 @@ def _run_scenarios(
     return results
 
 
+def load_settings(config: ToolkitConfig) -> LoadSettings:
+    bench = config.bench
+    return LoadSettings(
+        rule=StabilityRule(
+            window_seconds=bench.window_seconds,
+            percent=bench.stability_percent,
+            windows=bench.stable_windows,
+            max_windows=bench.max_windows,
+        ),
+        min_requests=bench.min_requests,
+        warmup_seconds=bench.warmup_seconds,
+        concurrencies=bench.sweep_concurrency,
+        rates=bench.request_rates,
+        distribution=bench.request_distribution,
+        max_in_flight=bench.max_in_flight,
+        p99_bound_ms=bench.p99_bound_ms,
+        search_start=bench.rate_search_start,
+        search_steps=bench.rate_search_steps,
+        seed=bench.arrival_seed,
+    )
+
+
+def _window_settings(config: ToolkitConfig, results: dict[str, Any]) -> dict[str, Any]:
+    """The stability rule, for results that ran a load mode (batch/realtime use repetitions)."""
+    if not set(results) & set(LOAD_MODES):
+        return {}
+    bench = config.bench
+    return {
+        "windows": {
+            "window_seconds": bench.window_seconds,
+            "stability_percent": bench.stability_percent,
+            "stable_windows": bench.stable_windows,
+            "max_windows": bench.max_windows,
+        }
+    }
+
+
 def _document(
     subject: Subject,
     config: ToolkitConfig,
-    results: dict[str, BatchResult | RealtimeResult],
+    results: dict[str, BatchResult | RealtimeResult | dict[str, Any]],
     known: dict[str, Any],
     conditions: dict[str, Any],
 ) -> dict[str, Any]:
@@ -479,8 +593,14 @@ def _document(
             "repetitions": bench.repetitions,
             "paper_images": bench.paper_images,
             "performance_hint": subject.performance_hint,
+            **_window_settings(config, results),
         },
-        "scenarios": {name: result.as_dict() for name, result in results.items()},
+        "scenarios": {
+            name: result if isinstance(result, dict) else result.as_dict() for name, result in results.items()
+        },
+        "execution_precision": subject.execution.get("execution_precision"),
+        "execution_reported_by": subject.execution.get("execution_reported_by", "unknown"),
+        "layer_precisions": subject.execution.get("layer_precisions"),
         "known_answer": known,
         "conditions": conditions,
     }
@@ -490,7 +610,9 @@ def summary_lines(document: dict[str, Any]) -> list[str]:
     """One compact line per scenario: medians and ranges of the repetitions."""
     model = document["model"]
     settings = document["settings"]
-    subject = f"{document['runtime']} {model['name']} ({document['protocol']}, {settings['input_format']})"
+    executed = f", executes {document['execution_precision']}" if document.get("execution_precision") else ""
+    how = f"{document['protocol']}, {settings['input_format']}{executed}"
+    subject = f"{document['runtime']} {model['name']} ({how})"
     lines = []
     batch = document["scenarios"].get("batch")
     if batch:
@@ -508,9 +630,52 @@ def summary_lines(document: dict[str, Any]) -> list[str]:
             f"({settings['paper_images']} images) {s['paper_avg_ms']['median']:.2f} ms "
             f"(range {s['paper_avg_ms']['min']:.2f}–{s['paper_avg_ms']['max']:.2f}) · {subject}"
         )
+    lines.extend(load_mode_lines(document["scenarios"], subject))
+    lines.extend(server_time_lines(document.get("server_time")))
     conditions = document.get("conditions")
     if conditions and conditions["machine"] == "busy":
         lines.append(f"warning: measured on a busy machine — {'; '.join(conditions['reasons'])}")
+    return lines
+
+
+def server_time_lines(server_time: dict[str, Any] | None) -> list[str]:
+    """The server's own mean times per scenario (its metrics), or why they are missing."""
+    if not server_time or server_time.get("source") is None:
+        return []
+    lines = []
+    for name, figures in server_time["scenarios"].items():
+        parts = [f"{figures['requests']} requests"]
+        for key, label in (("mean_request_ms", "request"), ("mean_inference_ms", "inference")):
+            if figures[key] is not None:
+                parts.append(f"mean {label} {figures[key]:.2f} ms")
+        lines.append(f"server time ({name}, from its metrics): {' · '.join(parts)}")
+    if server_time.get("reason"):
+        lines.append(f"server time: none — {server_time['reason']}")
+    return lines
+
+
+def load_mode_lines(scenarios: dict[str, Any], subject: str) -> list[str]:
+    """One line per sweep/rate point and one for the max-rate search."""
+    lines = []
+    for name in ("sweep", "rate"):
+        for point in (scenarios.get(name) or {}).get("points", []):
+            level = (
+                f"concurrency {point['concurrency']}" if name == "sweep" else f"{point['offered_rps']:g}/s"
+            )
+            extra = f" · {point['delayed']} delayed, {point['dropped']} dropped" if name == "rate" else ""
+            lines.append(
+                f"{name} {level}: {point['requests_per_second']:.1f} requests/s "
+                f"({point['images_per_second']:.1f} images/s) · p50 {point['p50_ms']:.2f} · "
+                f"p90 {point['p90_ms']:.2f} · p99 {point['p99_ms']:.2f} ms"
+                f"{'' if point['stable'] else ' · NOT stable'}{extra} · {subject}"
+            )
+    search = scenarios.get("max-rate")
+    if search:
+        best = f"{search['max_rps']:.4g} requests/s" if search["max_rps"] is not None else "no rate"
+        lines.append(
+            f"max-rate: {best} sustained with p99 ≤ {search['p99_bound_ms']:g} ms "
+            f"({len(search['steps'])} rates tried) · {subject}"
+        )
     return lines
 
 

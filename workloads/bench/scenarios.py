@@ -12,13 +12,19 @@ errors is not a result.
 * realtime: one request of one image at a time; mean, p50, p90, p99 latency over the
   repetition, and the reference paper's figure: the mean over its first ``paper_images``
   (distinct) images.
+
+The load modes of perf_analyzer's class (sweep, rate, max-rate), measured in windows until they
+are stable, are in workloads.bench.load_modes: the sweep sends through :func:`run_load`, the
+open-loop modes through workloads.bench.loadgen.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -100,11 +106,13 @@ def run_load(
     min_seconds: float,
     min_requests: int,
     clock: Callable[[], float] = time.perf_counter,
+    workers: ThreadPoolExecutor | None = None,
 ) -> LoadWindow:
     """Closed loop: ``concurrency`` workers send ``requests`` round-robin until both minimums are met.
 
     A worker sends another request while fewer than ``min_requests`` were issued or less than
-    ``min_seconds`` have passed. The first error stops all workers.
+    ``min_seconds`` have passed. The first error stops all workers. The workers run on the threads
+    of ``workers`` (at least ``concurrency`` of them) when given, else on threads of this run.
     """
     if not requests:
         raise BenchError("no prepared requests to send")
@@ -147,18 +155,21 @@ def run_load(
                 latencies.append((done - sent) * 1000.0)
                 ends.append(done)
 
-    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(concurrency)]
-    for thread in threads:
-        thread.start()
-    start = clock()
-    go.set()
-    for thread in threads:
-        thread.join()
+    with contextlib.ExitStack() as own:
+        pool = workers or own.enter_context(load_threads(concurrency))
+        running = [pool.submit(worker, i) for i in range(concurrency)]
+        start = clock()
+        go.set()
+        try:
+            for future in running:
+                future.result()
+        finally:
+            stop.set()  # also on Ctrl-C: each worker ends after its request in flight
     seconds = (max(ends) if ends else clock()) - start
     return LoadWindow(tuple(images), tuple(latencies), len(errors), errors[0] if errors else "", seconds)
 
 
-def _fail_on_errors(window: LoadWindow, what: str) -> None:
+def fail_on_errors(window: LoadWindow, what: str) -> None:
     if window.errors:
         raise BenchError(
             f"{what}: {window.errors} of {window.requests} requests failed — a benchmark with errors is "
@@ -166,11 +177,25 @@ def _fail_on_errors(window: LoadWindow, what: str) -> None:
         )
 
 
-def warm_up(client: InferenceClient, requests: Sequence[Prepared], concurrency: int, seconds: float) -> None:
+def load_threads(concurrency: int) -> ThreadPoolExecutor:
+    """The threads a scenario sends from, kept from its warm-up through its last repetition: what a
+    client keeps per thread (tritonclient.http's connection) is made in the warm-up, never measured."""
+    return ThreadPoolExecutor(concurrency, thread_name_prefix="bench-load")
+
+
+def warm_up(
+    client: InferenceClient,
+    requests: Sequence[Prepared],
+    concurrency: int,
+    seconds: float,
+    workers: ThreadPoolExecutor | None = None,
+) -> None:
     if seconds <= 0:
         return
-    window = run_load(client, requests, concurrency=concurrency, min_seconds=seconds, min_requests=1)
-    _fail_on_errors(window, "warm-up")
+    window = run_load(
+        client, requests, concurrency=concurrency, min_seconds=seconds, min_requests=1, workers=workers
+    )
+    fail_on_errors(window, "warm-up")
 
 
 @dataclass(frozen=True)
@@ -200,7 +225,18 @@ def run_batch(
     client: InferenceClient, requests: Sequence[Prepared], settings: ScenarioSettings, progress: Progress
 ) -> BatchResult:
     """Offline: images/s with ``concurrency`` requests of ``batch_size`` images in flight."""
-    warm_up(client, requests, settings.concurrency, settings.warmup_seconds)
+    with load_threads(settings.concurrency) as workers:
+        return _run_batch(client, requests, settings, progress, workers)
+
+
+def _run_batch(
+    client: InferenceClient,
+    requests: Sequence[Prepared],
+    settings: ScenarioSettings,
+    progress: Progress,
+    workers: ThreadPoolExecutor,
+) -> BatchResult:
+    warm_up(client, requests, settings.concurrency, settings.warmup_seconds, workers)
     repetitions: list[BatchRepetition] = []
     for number in range(1, settings.repetitions + 1):
         window = run_load(
@@ -209,8 +245,9 @@ def run_batch(
             concurrency=settings.concurrency,
             min_seconds=settings.min_duration_seconds,
             min_requests=settings.min_requests,
+            workers=workers,
         )
-        _fail_on_errors(window, f"batch repetition {number}")
+        fail_on_errors(window, f"batch repetition {number}")
         total = sum(window.images)
         repetition = BatchRepetition(
             requests=window.requests,
@@ -242,7 +279,18 @@ def run_realtime(
             f"the realtime scenario needs at least {settings.paper_images} single-image requests "
             f"(bench.paper_images), got {len(requests)}"
         )
-    warm_up(client, requests, 1, settings.warmup_seconds)
+    with load_threads(1) as workers:
+        return _run_realtime(client, requests, settings, progress, workers)
+
+
+def _run_realtime(
+    client: InferenceClient,
+    requests: Sequence[Prepared],
+    settings: ScenarioSettings,
+    progress: Progress,
+    workers: ThreadPoolExecutor,
+) -> RealtimeResult:
+    warm_up(client, requests, 1, settings.warmup_seconds, workers)
     repetitions: list[RealtimeRepetition] = []
     for number in range(1, settings.repetitions + 1):
         window = run_load(
@@ -251,8 +299,9 @@ def run_realtime(
             concurrency=1,
             min_seconds=settings.min_duration_seconds,
             min_requests=max(settings.min_requests, settings.paper_images),
+            workers=workers,
         )
-        _fail_on_errors(window, f"realtime repetition {number}")
+        fail_on_errors(window, f"realtime repetition {number}")
         figures = latency_figures(window.latencies_ms)
         repetition = RealtimeRepetition(
             requests=window.requests,

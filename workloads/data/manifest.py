@@ -3,6 +3,12 @@
 Every later stage (training, evaluation, calibration, benchmarking) reads the split from here,
 and the model card records the manifest's sha256, so a model can be traced to the exact files
 it was trained and tested on.
+
+The file is relocatable: a dataset inside the manifest's own folder (``<artifacts>/data/``: the
+synthetic and Kaggle sets) is recorded relative to that folder, so a copy or sync of the whole
+artifacts tree reads its images wherever it lands. A dataset elsewhere is recorded by its absolute
+path and is found only where that path exists. Manifests from before, with an absolute root that
+no longer exists, are relocated by the longest tail of that root found under the manifest's folder.
 """
 
 from __future__ import annotations
@@ -11,8 +17,8 @@ import functools
 import hashlib
 import json
 import os
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field, replace
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from contracts.errors import DatasetError
@@ -38,7 +44,12 @@ class ManifestEntry:
 
 @dataclass(frozen=True)
 class SplitManifest:
-    """A dataset split; ``files`` are ordered by class (CLASS_CODES order), then by relative path."""
+    """A dataset split; ``files`` are ordered by class (CLASS_CODES order), then by relative path.
+
+    ``dataset_root`` is absolute: where the images are now. ``stored_root`` is the text the file
+    records for it (see :meth:`anchored_at`), kept while ``dataset_root`` is the folder that text
+    was resolved to, so a loaded manifest writes and hashes exactly as its file.
+    """
 
     dataset_root: Path
     source: str
@@ -53,6 +64,7 @@ class SplitManifest:
     warnings: tuple[str, ...] = ()
     created_at: str = ""
     schema_version: int = SCHEMA_VERSION
+    stored_root: tuple[str, Path] | None = field(default=None, compare=False, repr=False)
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -82,8 +94,32 @@ class SplitManifest:
         return table
 
     # --- serialisation ------------------------------------------------------------------------
+    def anchored_at(self, path: str | os.PathLike[str]) -> SplitManifest:
+        """This manifest as a file at ``path`` records it: ``dataset_root`` relative to the file's
+        folder when the dataset lies inside it (the tree can move), else absolute."""
+        folder, root = Path(path).parent, self.dataset_root
+        text = os.path.abspath(root)
+        # Also with symlinks resolved: the scan resolves the dataset path, the artifacts path may not be.
+        for base, inside in ((Path(os.path.abspath(folder)), Path(text)), (folder.resolve(), root.resolve())):
+            if inside.is_relative_to(base):
+                text = inside.relative_to(base).as_posix()
+                break
+        return replace(self, stored_root=(text, self.dataset_root))
+
+    @property
+    def relocatable(self) -> bool:
+        """Whether the recorded ``dataset_root`` is relative (moves with the manifest's folder)."""
+        return not Path(self._root_text).is_absolute()
+
+    @property
+    def _root_text(self) -> str:
+        if self.stored_root is not None and self.stored_root[1] == self.dataset_root:
+            return self.stored_root[0]
+        return str(self.dataset_root)
+
     def to_json(self) -> str:
-        """The exact text :meth:`save` writes: header fields indented, then one line per file."""
+        """The manifest's text (what :meth:`save` writes when anchored where it saves):
+        header fields indented, then one line per file."""
         return self._json
 
     @functools.cached_property
@@ -93,7 +129,7 @@ class SplitManifest:
             "schema_version": self.schema_version,
             "created_at": self.created_at,
             "source": self.source,
-            "dataset_root": str(self.dataset_root),
+            "dataset_root": self._root_text,
             "classes": list(CLASS_CODES),
             "seed": self.seed,
             "fractions": {"val": self.val_fraction, "test": self.test_fraction},
@@ -122,8 +158,9 @@ class SplitManifest:
         return hashlib.sha256(self.to_json().encode("utf-8")).hexdigest()
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the manifest atomically (temp sibling + rename) and return its path."""
-        return atomic_write_text(path, self.to_json())
+        """Write the manifest anchored at ``path`` (:meth:`anchored_at`) atomically (temp sibling +
+        rename) and return its path."""
+        return atomic_write_text(path, self.anchored_at(path).to_json())
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> SplitManifest:
@@ -205,9 +242,8 @@ def _from_dict(data: dict[str, Any], path: Path) -> SplitManifest:
         raise DatasetError(
             f"split manifest {path} lists classes that differ from the toolkit's 21 codes; {_RERUN}"
         )
-    root = Path(data["dataset_root"])
-    if not root.is_absolute():
-        raise ValueError(f"dataset_root {str(root)!r} is not absolute")
+    stored = data["dataset_root"]
+    root = _resolve_root(stored, Path(os.path.abspath(path.parent)))
     files = []
     prefix = str(root).rstrip(os.sep) + os.sep
     for row in data["files"]:
@@ -240,7 +276,29 @@ def _from_dict(data: dict[str, Any], path: Path) -> SplitManifest:
         other_files_skipped=int(data["other_files_skipped"]),
         warnings=tuple(str(w) for w in data.get("warnings", [])),
         created_at=str(data["created_at"]),
+        stored_root=(stored, root),
     )
     if data["counts"] != manifest.counts_table():
         raise DatasetError(f"split manifest {path} is inconsistent: 'counts' do not match 'files'; {_RERUN}")
     return manifest
+
+
+def _resolve_root(stored: Any, folder: Path) -> Path:
+    """The dataset folder a manifest in ``folder`` names: relative text under ``folder``; absolute
+    text as is, or, when that folder is gone (a tree written before roots were relative, then
+    moved), the longest tail of it that exists under ``folder``."""
+    if not isinstance(stored, str) or not stored:
+        raise ValueError(f"dataset_root {stored!r} is not a folder path")
+    root = Path(stored)
+    if not root.is_absolute():
+        relative = PurePosixPath(stored)
+        if ".." in relative.parts:
+            raise ValueError(f"dataset_root {stored!r} leaves the manifest's folder")
+        return folder.joinpath(*relative.parts)
+    if root.is_dir():
+        return root
+    for start in range(1, len(root.parts)):
+        candidate = folder.joinpath(*root.parts[start:])
+        if candidate.is_dir():
+            return candidate
+    return root

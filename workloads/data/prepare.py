@@ -46,9 +46,15 @@ def prepare_data(config: ToolkitConfig, *, progress: Progress = print_progress) 
         val_fraction=data.val_fraction,
         test_fraction=data.test_fraction,
         source=data.source,
-    )
+    ).anchored_at(paths.split_manifest)
     path = manifest.save(paths.split_manifest)
     for line in manifest.summary_lines():
         progress(line)
+    if not manifest.relocatable:
+        progress(
+            f"warning: the dataset {manifest.dataset_root} is outside {path.parent}, so the manifest "
+            "names it by absolute path: a copy of the artifacts tree elsewhere (the in-cluster bench) "
+            f"finds its images only if you place the dataset under {path.parent}/ and re-run `invoke data`"
+        )
     progress(f"[data] wrote split manifest {path} (sha256 {manifest.sha256()[:12]}…)")
     return manifest

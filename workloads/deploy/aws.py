@@ -1,7 +1,9 @@
 """`invoke up --target aws` and `invoke down --target aws`.
 
-up:   checks → synth → cdk deploy (pinned CLI) → kubeconfig → model repository to S3 →
-      OVMS on both node groups (waits until ready) → endpoints for `invoke bench --target aws`.
+up:   checks (credentials, endpoint reachability, region, bootstrap, DL1) → Habana AMI → synth →
+      cdk deploy (pinned CLI; the AMI and the endpoint allow list as stack parameters) → kubeconfig →
+      model repository to S3 → OVMS on both node groups (waits until ready) → endpoints for
+      `invoke bench --target aws`. --dry-run needs no credentials: synth (and `cdk diff` with them).
 down: OVMS workloads → training, cluster and network stacks; the data stack (buckets, key,
       repositories) stays, and is listed.
 Every step is idempotent: a second `up` changes nothing.
@@ -16,7 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from contracts.aws_names import CLUSTER_NAME, MODEL_REPOSITORY_PREFIX, StackNames
+from contracts.aws_names import (
+    CLUSTER_NAME,
+    ENDPOINT_CIDRS_PARAMETER,
+    HABANA_AMI_PARAMETER,
+    MODEL_REPOSITORY_PREFIX,
+    StackNames,
+)
 from contracts.config import ToolkitConfig, replace
 from contracts.errors import DeployError
 from workloads.deploy import aws_preflight as preflight
@@ -28,7 +36,10 @@ from workloads.deploy.aws_outputs import (
     load_outputs_file,
     outputs_from_cloudformation,
 )
+from workloads.deploy.aws_partition import partition_of
 from workloads.deploy.cdk_cli import CdkCli
+from workloads.deploy.endpoint_reachability import AddressDetector, detect_public_address, plan_endpoint
+from workloads.deploy.habana_ami import resolve_habana_ami
 from workloads.deploy.kubeconfig import write_kubeconfig
 from workloads.deploy.model_upload import UploadSummary, upload_directory
 from workloads.deploy.service_endpoints import service_endpoints
@@ -71,6 +82,11 @@ class AwsPaths:
     def upload_journal(self) -> Path:
         return self.root / "uploads"
 
+    @property
+    def habana_ami_record(self) -> Path:
+        """The Habana AMI a first deploy found per region, reused by later deploys."""
+        return self.root / "habana-ami.json"
+
 
 @dataclass(frozen=True)
 class UpResult:
@@ -97,16 +113,17 @@ def up(
     dry_run: bool = False,
     session: Any = None,
     progress: Progress = print_progress,
+    detect_address: AddressDetector | None = None,
 ) -> UpResult:
-    session = session or _session(config)
+    partition_of(config.aws.region)
+    session = session or preflight.session_for(config.aws.region)
     paths = aws_paths(config)
     names = StackNames.for_prefix(config.aws.resource_prefix)
     cli = CdkCli(runner=runner, region=config.aws.region)
-    _check_pinned_ami(config)
     if dry_run:
         identity = _identity_or_none(session, progress)
         if identity and not config.aws.cluster_admin_arns:
-            config = replace(config, "aws", cluster_admin_arns=[identity.principal_arn])
+            config = _with_caller_as_admin(config, identity, session, progress)
         _synth(cli, config, paths, progress)
         if identity:
             progress("== cdk diff (nothing is deployed)")
@@ -123,8 +140,15 @@ def up(
         raise DeployError(
             f"no OVMS model repository at {config.paths.model_repository}: run `invoke optimize` first"
         )
-    identity = preflight.caller_identity(session.client("sts"))
+    identity = preflight.caller_identity(session.client("sts"), profile=session.profile_name)
     progress(f"== checks: account {identity.account}, region {config.aws.region}, as {identity.arn}")
+    endpoint = plan_endpoint(
+        access=config.aws.endpoint_access,
+        public_cidrs=config.aws.endpoint_public_cidrs,
+        deploy_from_vpc=config.aws.deploy_from_vpc,
+        detect=detect_address or detect_public_address,
+    )
+    progress(f"   {endpoint.note}")
     preflight.check_region(
         session.client("ec2"), region=config.aws.region, zones=config.aws.availability_zones
     )
@@ -137,16 +161,25 @@ def up(
         instance_type=config.aws.dl1_instance_type,
         warn=progress,
     )
+    ami = resolve_habana_ami(
+        session.client("ec2"),
+        region=config.aws.region,
+        pinned=config.aws.habana_ami_ids,
+        record=paths.habana_ami_record,
+        progress=progress,
+    )
+    progress(f"   Habana AMI: {ami.image_id} ({ami.source})")
     if not config.aws.cluster_admin_arns:
-        config = replace(config, "aws", cluster_admin_arns=[identity.principal_arn])
-    if not config.aws.endpoint_public_cidrs:
-        progress(
-            "note: the Kubernetes API is private (aws.endpoint_public_cidrs is empty): the workload step "
-            "needs a machine inside the VPC (or over VPN), or add your address to aws.endpoint_public_cidrs"
-        )
+        config = _with_caller_as_admin(config, identity, session, progress)
+    parameters = {names.training: {HABANA_AMI_PARAMETER: ami.image_id}}
+    if endpoint.public_cidrs is not None:
+        parameters[names.cluster] = {ENDPOINT_CIDRS_PARAMETER: ",".join(endpoint.public_cidrs)}
     _synth(cli, config, paths, progress)
     progress("== deploy (CloudFormation; unchanged stacks are skipped)")
-    cli.run(cli.deploy_command(assembly=paths.assembly, outputs_file=paths.outputs_file), action="deploy")
+    cli.run(
+        cli.deploy_command(assembly=paths.assembly, outputs_file=paths.outputs_file, parameters=parameters),
+        action="deploy",
+    )
     outputs = deployed_outputs(load_outputs_file(paths.outputs_file), names, config.aws.pools)
 
     progress("== kubeconfig")
@@ -180,12 +213,12 @@ def up(
 def down(
     config: ToolkitConfig, *, runner: Any, session: Any = None, progress: Progress = print_progress
 ) -> DownResult:
-    session = session or _session(config)
+    partition_of(config.aws.region)
+    session = session or preflight.session_for(config.aws.region)
     paths = aws_paths(config)
     names = StackNames.for_prefix(config.aws.resource_prefix)
     cli = CdkCli(runner=runner, region=config.aws.region)
-    _check_pinned_ami(config)
-    preflight.caller_identity(session.client("sts"))
+    preflight.caller_identity(session.client("sts"), profile=session.profile_name)
     outputs = outputs_from_cloudformation(session.client("cloudformation"), names.all)
     data = data_outputs(outputs, names) if names.data in outputs else None
     if names.cluster in outputs and data:
@@ -233,17 +266,17 @@ def _render(config: ToolkitConfig, data: DataOutputs, paths: AwsPaths) -> list[P
     return k8s_render.render_serving(config, target=TARGET, model_source=source, out_dir=paths.manifests)
 
 
-def _check_pinned_ami(config: ToolkitConfig) -> None:
-    if config.aws.region not in config.aws.habana_ami_ids:
-        raise DeployError(
-            f"aws.habana_ami_ids has no Habana Deep Learning AMI for {config.aws.region}; pin one (aws ec2 "
-            "describe-images --owners amazon --filters 'Name=name,Values=*Deep Learning AMI Habana*')"
-        )
+def _with_caller_as_admin(
+    config: ToolkitConfig, identity: preflight.Identity, session: Any, progress: Progress
+) -> ToolkitConfig:
+    principal = preflight.access_entry_principal(identity, session.client("iam"), warn=progress)
+    progress(f"   cluster admin: {principal} (the deploying principal; aws.cluster_admin_arns overrides)")
+    return replace(config, "aws", cluster_admin_arns=[principal])
 
 
 def _identity_or_none(session: Any, progress: Progress) -> preflight.Identity | None:
     try:
-        return preflight.caller_identity(session.client("sts"))
+        return preflight.caller_identity(session.client("sts"), profile=session.profile_name)
     except DeployError as exc:
         progress(f"note: {exc}")
         return None
@@ -251,9 +284,3 @@ def _identity_or_none(session: Any, progress: Progress) -> preflight.Identity | 
 
 def _has_files(root: Path) -> bool:
     return root.is_dir() and any(p.is_file() for p in root.rglob("*"))
-
-
-def _session(config: ToolkitConfig) -> Any:
-    import boto3
-
-    return boto3.session.Session(region_name=config.aws.region)

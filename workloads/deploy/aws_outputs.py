@@ -87,6 +87,11 @@ def deployed_outputs(outputs: Outputs, names: StackNames, pools: Iterable[str]) 
     )
 
 
+def stack_output(outputs: Outputs, stack: str, key: str) -> str:
+    """One output's value; a one-line DeployError when the deployment lacks it."""
+    return _get(outputs, stack, key)
+
+
 def _get(outputs: Outputs, stack: str, key: str) -> str:
     try:
         # Typed as str, but the outputs come from a JSON file or the CloudFormation API: checked below.

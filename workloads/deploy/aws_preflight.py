@@ -1,7 +1,9 @@
 """Checks before a deployment, each failing with one line that says what to do.
 
-No credentials, a wrong region or zones, a missing CDK bootstrap, and DL1 offering or quota
-problems are found here, in seconds, instead of half-way through a CloudFormation deployment.
+No credentials (an unknown profile, an SSO login that expired or never happened), a wrong region or
+zones, a missing CDK bootstrap, and DL1 offering or quota problems are found here, in seconds,
+instead of half-way through a CloudFormation deployment. The caller's access-entry principal
+(a role with its full path) is worked out here too.
 """
 
 from __future__ import annotations
@@ -17,7 +19,10 @@ from botocore.exceptions import (
     NoCredentialsError,
     NoRegionError,
     PartialCredentialsError,
+    ProfileNotFound,
+    SSOError,
     TokenRetrievalError,
+    UnauthorizedSSOTokenError,
 )
 
 from contracts.errors import DeployError
@@ -34,6 +39,12 @@ CREDENTIAL_ERRORS = {
 NO_CREDENTIALS = (
     "no usable AWS credentials: set AWS_PROFILE (then `aws sso login`) or AWS_ACCESS_KEY_ID/SECRET"
 )
+# The roles IAM Identity Center creates for permission sets: AWSReservedSSO_<set>_<id>, under this
+# path (an Identity Center instance outside us-east-1 may add its region). STS drops the path from
+# a session's ARN, but an EKS access entry needs the role's full ARN ("invalid principal" otherwise).
+SSO_ROLE_PREFIX = "AWSReservedSSO_"
+SSO_ROLE_PATH = "/aws-reserved/sso.amazonaws.com/"
+IAM_READ_DENIED = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation"}
 
 
 @dataclass(frozen=True)
@@ -42,19 +53,62 @@ class Identity:
     arn: str  # as STS reports it (an assumed-role session for SSO and roles)
 
     @property
-    def principal_arn(self) -> str:
-        """The IAM principal for an EKS access entry: a session's role, not the session."""
-        match = re.fullmatch(r"arn:(aws[-a-z]*):sts::(\d{12}):assumed-role/([^/]+)/.+", self.arn)
-        if match:
-            partition, account, role = match.groups()
-            return f"arn:{partition}:iam::{account}:role/{role}"
-        return self.arn
+    def partition(self) -> str:
+        return self.arn.split(":")[1]
+
+    @property
+    def role_name(self) -> str | None:
+        """The role behind an assumed-role session (SSO sessions included); None for IAM users."""
+        match = re.fullmatch(r"arn:aws[-a-z]*:sts::\d{12}:assumed-role/([^/]+)/.+", self.arn)
+        return match.group(1) if match else None
 
 
-def caller_identity(sts: Any) -> Identity:
+def session_for(region: str) -> Any:
+    """A boto3 session for ``region``; an unknown AWS_PROFILE is one line, not a traceback."""
+    import boto3
+
+    try:
+        return boto3.session.Session(region_name=region)
+    except ProfileNotFound as exc:
+        raise DeployError(
+            f"AWS profile {exc.kwargs.get('profile')!r} is not in ~/.aws/config: check AWS_PROFILE "
+            "(`aws configure list-profiles`) or set up SSO with `aws configure sso`"
+        ) from None
+
+
+def access_entry_principal(identity: Identity, iam: Any, *, warn: Callable[[str], None] = print) -> str:
+    """The IAM principal ARN for the caller's EKS access entry: a session's role with its full path."""
+    role = identity.role_name
+    if role is None:
+        if ":federated-user/" in identity.arn or identity.arn.endswith(":root"):
+            raise DeployError(
+                f"{identity.arn} cannot be given an EKS access entry: set aws.cluster_admin_arns to an "
+                "IAM role or user ARN"
+            )
+        return identity.arn
+    try:
+        return str(iam.get_role(RoleName=role)["Role"]["Arn"])
+    except ClientError as exc:
+        if _code(exc) not in IAM_READ_DENIED:
+            raise DeployError(f"cannot read IAM role {role}: {_message(exc)}") from None
+    path = SSO_ROLE_PATH if role.startswith(SSO_ROLE_PREFIX) else "/"
+    guessed = f"arn:{identity.partition}:iam::{identity.account}:role{path}{role}"
+    warn(
+        f"warning: iam:GetRole on {role} is denied; assuming {guessed} for the cluster-admin access "
+        "entry (if kubectl is refused, set aws.cluster_admin_arns to the role's ARN)"
+    )
+    return guessed
+
+
+def caller_identity(sts: Any, *, profile: str | None = None) -> Identity:
     try:
         response = sts.get_caller_identity()
-    except (NoCredentialsError, PartialCredentialsError, TokenRetrievalError):
+    except (SSOError, UnauthorizedSSOTokenError, TokenRetrievalError) as exc:
+        login = f"aws sso login --profile {profile}" if profile else "aws sso login"
+        raise DeployError(
+            f"the AWS SSO session has expired or was never started ({type(exc).__name__}): run `{login}`"
+        ) from None
+    except (NoCredentialsError, PartialCredentialsError):
         raise DeployError(NO_CREDENTIALS) from None
     except ClientError as exc:
         if _code(exc) in CREDENTIAL_ERRORS:
@@ -62,6 +116,10 @@ def caller_identity(sts: Any) -> Identity:
         raise DeployError(f"cannot identify the AWS caller: {_message(exc)}") from None
     except NoRegionError:
         raise DeployError("no AWS region: set aws.region in the config") from None
+    except EndpointConnectionError as exc:
+        raise DeployError(
+            f"cannot reach AWS STS ({exc.kwargs.get('endpoint_url')}): check aws.region and the network"
+        ) from None
     return Identity(account=response["Account"], arn=response["Arn"])
 
 
@@ -160,9 +218,15 @@ DEPLOY_FAILURES: tuple[tuple[str, str], ...] = (
     ),
     (
         r"InvalidAMIID|image id '\[?ami-",
-        "the Habana AMI in aws.habana_ami_ids is not available in this region",
+        "the Habana AMI is not available in this region: pin another in aws.habana_ami_ids, or delete "
+        "deploy/aws/habana-ami.json under the artifacts folder to look it up again",
     ),
     (r"Could not connect to the endpoint URL", "the AWS region cannot be reached: check aws.region"),
+    (
+        r"Parameters: \[[^\]]*\] must have values",
+        "a stack parameter has no value (HabanaAmiId or EndpointPublicCidrs): deploy with "
+        "`invoke up --target aws`, which fills them in",
+    ),
 )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,8 +35,17 @@ class CdkCli:
     def diff_command(self, *, assembly: Path) -> str:
         return self._command("diff", "--all", "--app", str(assembly))
 
-    def deploy_command(self, *, assembly: Path, outputs_file: Path) -> str:
+    def deploy_command(
+        self, *, assembly: Path, outputs_file: Path, parameters: Mapping[str, Mapping[str, str]] | None = None
+    ) -> str:
+        """``parameters``: stack name → CloudFormation parameter → value, filled at deploy time."""
         # Approval is the point of --dry-run (which shows the diff); `up` itself is the go-ahead.
+        given = [
+            arg
+            for stack, values in sorted((parameters or {}).items())
+            for key, value in sorted(values.items())
+            for arg in ("--parameters", f"{stack}:{key}={value}")
+        ]
         return self._command(
             "deploy",
             "--all",
@@ -47,6 +57,7 @@ class CdkCli:
             "2",
             "--outputs-file",
             str(outputs_file),
+            *given,
         )
 
     def destroy_command(self, *, assembly: Path, stacks: tuple[str, ...]) -> str:

@@ -14,6 +14,8 @@ import json
 import sys
 from typing import Any
 
+from workloads.deploy.aws_partition import partition_of
+
 TOKEN_PREFIX = "k8s-aws-v1."
 # EKS rejects tokens older than 15 minutes; kubectl/clients refresh before the stated expiry.
 LIFETIME_S = 60
@@ -34,6 +36,12 @@ def eks_token(sts: Any, *, cluster_name: str) -> str:
     return TOKEN_PREFIX + base64.urlsafe_b64encode(url.encode()).decode().rstrip("=")
 
 
+def sts_endpoint(region: str) -> str:
+    """The regional STS endpoint (the global one is not accepted by every partition and region),
+    under the partition's own DNS suffix (``amazonaws.com.cn`` in China)."""
+    return f"https://sts.{region}.{partition_of(region).dns_suffix}"
+
+
 def exec_credential(token: str, *, now: datetime.datetime) -> dict:
     expiry = (now + EXPIRY).strftime("%Y-%m-%dT%H:%M:%SZ")
     return {
@@ -51,11 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cluster-name", required=True)
     parser.add_argument("--region", required=True)
     args = parser.parse_args(argv)
-    # The regional endpoint: the global one is not accepted by every partition and region.
-    sts = boto3.session.Session(region_name=args.region).client(
-        "sts", region_name=args.region, endpoint_url=f"https://sts.{args.region}.amazonaws.com"
-    )
     try:
+        sts = boto3.session.Session(region_name=args.region).client(
+            "sts", region_name=args.region, endpoint_url=sts_endpoint(args.region)
+        )
         token = eks_token(sts, cluster_name=args.cluster_name)
     except Exception as exc:  # the exec plugin's stderr is what kubectl shows
         print(f"error: cannot create an EKS token: {exc}", file=sys.stderr)

@@ -199,7 +199,15 @@ def _delete_others(s3: Any, *, bucket: str, prefix: str, keep: set[str]) -> list
         stale += [o["Key"] for o in page.get("Contents", []) if o["Key"] not in keep]
     for start in range(0, len(stale), 1000):
         batch = [{"Key": key} for key in stale[start : start + 1000]]
-        s3.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
+        # DeleteObjects answers 200 even when keys fail; with Quiet only the failures are listed.
+        errors = s3.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True}).get("Errors", [])
+        if errors:
+            first = errors[0]
+            raise DeployError(
+                f"cannot remove {len(errors)} stale object(s) from s3://{bucket}/{prefix}: "
+                f"{first.get('Key')}: {first.get('Code')} ({first.get('Message', '')}); OVMS would still "
+                "load them: allow s3:DeleteObject there and run `invoke up` again"
+            )
     return stale
 
 

@@ -1,7 +1,8 @@
 """`invoke up/down --target vsphere`: EKS Anywhere on vSphere, then the OVMS workloads on it.
 
-up: discover → preflight → render + validate the spec → eksctl anywhere create cluster →
-kubeconfig → OVMS manifests on the worker pools → endpoints for `invoke bench --target vsphere`.
+up: eksctl on PATH (not for a dry run) → discover → preflight → render + validate the spec →
+eksctl anywhere create cluster → kubeconfig → OVMS manifests on the worker pools → endpoints for
+`invoke bench --target vsphere`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from infra.eksa import eksctl, preflight
 from infra.eksa.client import VsphereClient, credentials_from_env
 from infra.eksa.errors import PreflightError
 from infra.eksa.inventory import Inventory, discover
+from infra.eksa.paths import InventoryPaths
 from infra.eksa.render import write_spec
 from infra.eksa.spec import build_values
 from workloads.progress import Progress, print_progress
@@ -51,8 +53,13 @@ def summarize(inventory: Inventory, progress: Progress) -> None:
             )
 
 
-def discover_and_check(config: ToolkitConfig, *, progress: Progress) -> Inventory:
-    """Log in with the environment's credentials, read the inventory, run every preflight check."""
+def discover_and_check(
+    config: ToolkitConfig, *, progress: Progress, probe: preflight.EndpointProbe | None = None
+) -> tuple[Inventory, InventoryPaths]:
+    """Log in with the environment's credentials, read the inventory, run every preflight check.
+
+    Returns the inventory and the full paths of the configured items found in it.
+    """
     vsphere = config.vsphere
     with VsphereClient(
         server=vsphere.server,
@@ -62,13 +69,15 @@ def discover_and_check(config: ToolkitConfig, *, progress: Progress) -> Inventor
     ) as client:
         inventory = discover(client)
         summarize(inventory, progress)
-        problems = preflight.find_problems(config, inventory, client=client)
-    if problems:
-        for line in problems:
+        report = preflight.run_checks(config, inventory, client=client, probe=probe)
+    for note in report.notes:
+        progress(f"note: {note}")
+    if report.problems:
+        for line in report.problems:
             progress(f"preflight: {line}")
-        raise PreflightError(problems)
+        raise PreflightError(list(report.problems))
     progress("preflight: all checks passed")
-    return inventory
+    return inventory, report.paths
 
 
 def up(
@@ -77,17 +86,23 @@ def up(
     model_source: ModelSource | None = None,
     dry_run: bool = False,
     progress: Progress = print_progress,
+    probe: preflight.EndpointProbe | None = None,
 ) -> UpResult:
-    """Create the cluster and serve on it; with ``dry_run`` stop after writing the validated spec."""
+    """Create the cluster and serve on it; with ``dry_run`` stop after writing the validated spec.
+
+    ``probe`` tells whether the control-plane address is taken (default: preflight.ip_in_use).
+    """
     credentials = credentials_from_env()
     if not dry_run and model_source is None:
         raise DeployError(
             "up --target vsphere needs the models: --model-bucket (ovms.eksa_model_delivery=secret-sync) "
             "or --model-image (baked)"
         )
-    discover_and_check(config, progress=progress)
+    if not dry_run:
+        eksctl.require_tools()
+    _inventory, paths = discover_and_check(config, progress=progress, probe=probe)
     out = work_dir(config)
-    spec = write_spec(build_values(config), out)
+    spec = write_spec(build_values(config, paths=paths), out)
     progress(f"wrote {spec} (validated against the EKS Anywhere CRDs)")
     command = eksctl.create_command(spec)
     if dry_run:
@@ -127,6 +142,7 @@ def down(config: ToolkitConfig, *, progress: Progress = print_progress) -> None:
     kubeconfig = eksctl.kubeconfig_path(out, config.vsphere.cluster_name)
     if not spec.is_file() or not kubeconfig.is_file():
         raise DeployError(f"no EKS Anywhere cluster recorded under {out}; nothing to delete")
+    eksctl.require_tools()
     eksctl.run(
         eksctl.delete_command(spec, kubeconfig),
         work_dir=out,

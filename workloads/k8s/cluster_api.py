@@ -104,6 +104,34 @@ class DynamicClusterApi:
             raise DeployError(f"deleting {kind}/{name} failed ({exc.status}): {_api_message(exc)}") from None
         return True
 
+    def list(
+        self, *, api_version: str, kind: str, namespace: str | None, label_selector: str
+    ) -> list[dict[str, Any]]:
+        """The objects of ``kind`` whose labels match ``label_selector`` (``k=v,k2=v2``)."""
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            found = self._resource(api_version, kind).get(namespace=namespace, label_selector=label_selector)
+        except ApiException as exc:
+            raise DeployError(f"listing {kind} failed ({exc.status}): {_api_message(exc)}") from None
+        items: list[dict[str, Any]] = found.to_dict().get("items") or []
+        return items
+
+    def replace(self, document: dict[str, Any]) -> dict[str, Any]:
+        """PUT ``document`` as read (its resourceVersion makes a concurrent change a 409, not a loss)."""
+        from kubernetes.client.exceptions import ApiException
+
+        meta = document["metadata"]
+        try:
+            result = self._resource(document["apiVersion"], document["kind"]).replace(
+                body=document, name=meta["name"], namespace=meta.get("namespace")
+            )
+        except ApiException as exc:
+            raise DeployError(
+                f"updating {document['kind']}/{meta['name']} failed ({exc.status}): {_api_message(exc)}"
+            ) from None
+        return result.to_dict()
+
     def job_log(self, *, name: str, namespace: str, container: str) -> str:
         """The log of ``container`` in the newest pod of Job ``name`` (label job-name=<name>)."""
         from kubernetes import client

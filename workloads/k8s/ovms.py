@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from contracts.config import OvmsTuning, ToolkitConfig, openvino_properties
-from contracts.errors import ModelRepositoryError
-from contracts.model_repository import SERVER_MOUNT, ModelRepository, served_name
+from contracts.config import NodePoolConfig, OvmsTuning, ToolkitConfig, openvino_properties
+from contracts.errors import DeployError, ModelRepositoryError
+from contracts.model_repository import (
+    SERVER_MOUNT,
+    ModelRepository,
+    execution_precision,
+    ir_precision,
+    served_name,
+)
 
 CONFIG_MOUNT = "/config"
 MODELS_MOUNT = SERVER_MOUNT
@@ -15,8 +22,40 @@ MODELS_MOUNT = SERVER_MOUNT
 OVMS_UID = 5000
 
 
-def plugin_config(tuning: OvmsTuning) -> dict[str, Any]:
-    return openvino_properties(tuning.performance_hint, tuning.num_streams, tuning.inference_threads)
+def plugin_config(tuning: OvmsTuning, cpus: int, precision: str = "fp32") -> dict[str, Any]:
+    """OpenVINO's CPU properties for one served variant, sized to the pod's CPU limit (``cpus``).
+
+    INFERENCE_PRECISION_HINT is pinned to the variant's execution precision (f32; bf16 for bf16):
+    OVMS would otherwise run an FP32 IR in bf16 on nodes with AVX512_BF16 or AMX.
+
+    OpenVINO sizes threads and streams from the host's cores, not the container's CPU limit, so
+    a 1-CPU pod on a bigger node would run more threads than it has CPU time for. Unset (0)
+    values are derived here: one inference thread per CPU of the limit; LATENCY one stream,
+    THROUGHPUT one stream per thread (single-thread streams suit small CNNs such as this one),
+    no more than ``nireq`` requests can keep busy. Given values stay as given (validated <= cpus).
+    """
+    threads = tuning.inference_threads or cpus
+    streams = tuning.num_streams
+    if not streams:
+        streams = 1 if tuning.performance_hint == "LATENCY" else min(threads, tuning.nireq or threads)
+    return openvino_properties(tuning.performance_hint, streams, threads, execution_precision(precision))
+
+
+def check_pool_precisions(config: ToolkitConfig, pool: str, node_pool: NodePoolConfig) -> None:
+    """Refuse (DeployError) serving a variant the pool's CPU generation cannot execute: bf16 needs
+    a generation with bf16 in ``kubernetes.cpu_generations`` (e.g. sapphirerapids)."""
+    kubernetes = config.kubernetes
+    for precision in config.serving.precisions:
+        if execution_precision(precision) == "bf16" and not kubernetes.supports_bf16(
+            node_pool.cpu_generation
+        ):
+            capable = sorted(n for n, g in kubernetes.cpu_generations.items() if g.bf16)
+            raise DeployError(
+                f"serving.precisions lists {precision}, but pool {pool} is cpu_generation "
+                f"{node_pool.cpu_generation}, which has no bf16 (AVX512_BF16 / AMX) in "
+                f"kubernetes.cpu_generations; serve {precision} only where every pool has it "
+                f"({', '.join(capable)})"
+            )
 
 
 def server_config(config: ToolkitConfig) -> dict[str, Any]:
@@ -35,23 +74,49 @@ def server_config(config: ToolkitConfig) -> dict[str, Any]:
     models = []
     for precision in config.serving.precisions:
         name = served_name(config.optimize.model_name, precision)
+        ir = ir_precision(precision)  # bf16 serves the fp32 IR's folder under its own name
         entry: dict[str, Any] = {
             "name": name,
-            "base_path": f"{MODELS_MOUNT}/{name}",
+            "base_path": f"{MODELS_MOUNT}/{served_name(config.optimize.model_name, ir)}",
             "target_device": "CPU",
-            "plugin_config": plugin_config(tuning),
+            "plugin_config": plugin_config(tuning, config.ovms.cpus, precision),
         }
         if tuning.nireq:
             entry["nireq"] = tuning.nireq
         if committed is not None:
-            if precision not in committed:  # refused here as `up --target local` refuses it
+            if ir not in committed:  # refused here as `up --target local` refuses it
                 raise ModelRepositoryError(
-                    f"{name} is not in the committed version set in {repository.root}; "
-                    f"run `invoke optimize` with {precision} in optimize.precisions"
+                    f"{served_name(config.optimize.model_name, ir)} is not in the committed version set "
+                    f"in {repository.root}; run `invoke optimize` with {ir} in optimize.precisions"
                 )
-            entry["model_version_policy"] = {"specific": {"versions": [committed[precision]]}}
+            entry["model_version_policy"] = {"specific": {"versions": [committed[ir]]}}
         models.append({"config": entry})
     return {"model_config_list": models, "monitoring": {"metrics": {"enable": True}}}
+
+
+def model_ready_paths(served: Mapping[str, int | None]) -> list[str]:
+    """KServe v2 Model Ready of each served model (of its pinned version when one is pinned)."""
+    return [
+        f"/v2/models/{name}/ready" if version is None else f"/v2/models/{name}/versions/{version}/ready"
+        for name, version in served.items()
+    ]
+
+
+def model_ready_command(rest_port: int, served: Mapping[str, int | None]) -> list[str]:
+    """An exec probe that succeeds only when every served model answers 200 on Model Ready.
+
+    /v2/health/ready turns 200 once the model manager starts, even when a model failed to load;
+    a probe has one httpGet, so this one asks each model in turn. The OVMS release image (Ubuntu,
+    Dockerfile.ubuntu's release stage) installs curl and has /bin/sh.
+    """
+    script = (
+        'for path in "$@"; do '
+        "curl --fail --silent --show-error --max-time 2 --output /dev/null "
+        f'"http://127.0.0.1:{rest_port}$path" '
+        '|| { echo "model-ready: $path is not ready" >&2; exit 1; }; '
+        "done"
+    )
+    return ["/bin/sh", "-c", script, "model-ready", *model_ready_paths(served)]
 
 
 def server_args(config: ToolkitConfig) -> list[str]:

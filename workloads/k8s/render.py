@@ -58,6 +58,10 @@ def render_serving(
     files = {NAMESPACE_FILE: namespace_documents(config, model_source)}
     for pool, node_pool in sorted(pools.items()):
         files[f"10-ovms-{pool}.yaml"] = pool_documents(
-            config, pool=pool, node_pool=node_pool, source=model_source
+            config,
+            pool=pool,
+            node_pool=node_pool,
+            node=cluster.node_allocatable(config, pool, node_pool),
+            source=model_source,
         )
     return write_validated(files, version=config.kubernetes.version, out_dir=Path(out_dir))

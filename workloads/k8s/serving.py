@@ -7,9 +7,19 @@ import json
 from typing import Any
 
 from contracts.config import NodePoolConfig, ToolkitConfig
+from contracts.errors import DeployError
 from workloads.k8s import s3sync
+from workloads.k8s.capacity import NodeAllocatable, Rollout, plan_rollout, pod_requests, pods_per_node
 from workloads.k8s.model_source import BakedModelSource, ModelSource, S3ModelSource
-from workloads.k8s.ovms import CONFIG_MOUNT, MODELS_MOUNT, OVMS_UID, server_args, server_config
+from workloads.k8s.ovms import (
+    CONFIG_MOUNT,
+    MODELS_MOUNT,
+    OVMS_UID,
+    check_pool_precisions,
+    model_ready_command,
+    server_args,
+    server_config,
+)
 from workloads.k8s.security import container_security, guaranteed, namespace_labels, pod_security
 
 APP = "app.kubernetes.io/name"
@@ -22,6 +32,9 @@ DEFAULT_SERVICE_ACCOUNT = "ovms"
 # Generous: the sync and the first model compilation happen before readiness.
 STARTUP_SECONDS = 600
 PROBE_PERIOD = 10
+# Each Model Ready call of the exec probe may take this long (curl --max-time).
+PROBE_SECONDS_PER_MODEL = 2
+METRICS_PATH = "/metrics"  # OVMS serves Prometheus metrics on its REST port
 
 
 def deployment_name(pool: str) -> str:
@@ -102,25 +115,61 @@ def namespace_documents(config: ToolkitConfig, source: ModelSource) -> list[dict
     ]
 
 
-def pool_documents(
-    config: ToolkitConfig, *, pool: str, node_pool: NodePoolConfig, source: ModelSource
-) -> list[dict[str, Any]]:
+def rollout_for(
+    config: ToolkitConfig, pod_spec: dict[str, Any], node_pool: NodePoolConfig, node: NodeAllocatable
+) -> Rollout:
+    """The pool's rolling update: surge only into room the pool's nodes really have.
+
+    A DeployError when one pod does not fit a node beside kube-system, or the replicas do not
+    fit the pool's nodes (desired_size: nothing here scales node groups).
+    """
     ovms = config.ovms
+    requests = pod_requests(pod_spec)
+    per_node = pods_per_node(requests, node)
+    pool = node.pool
+    if per_node == 0:
+        free = node.free
+        raise DeployError(
+            f"an OVMS pod ({requests.cpu_millicores}m CPU, {requests.memory_mib} MiB) does not fit a "
+            f"{node.instance_type} node of pool {pool} beside kube-system ({free.cpu_millicores}m, "
+            f"{free.memory_mib} MiB free): lower ovms.cpus / ovms.memory_mib or use a bigger node"
+        )
+    try:
+        return plan_rollout(
+            replicas=ovms.replicas,
+            peak_replicas=max(ovms.replicas, ovms.hpa_max_replicas),
+            nodes=node_pool.desired_size,
+            per_node=per_node,
+        )
+    except DeployError as exc:
+        raise DeployError(f"ovms.replicas on pool {pool}: {exc}; raise the pool's desired_size") from None
+
+
+def pool_documents(
+    config: ToolkitConfig, *, pool: str, node_pool: NodePoolConfig, node: NodeAllocatable, source: ModelSource
+) -> list[dict[str, Any]]:
+    """The pool's Deployment and its guards; ``node``: one of its nodes (ClusterTarget.node_allocatable)."""
+    ovms = config.ovms
+    check_pool_precisions(config, pool, node_pool)
     name = deployment_name(pool)
     selector = {APP: OVMS, INSTANCE: name}
     labels = {**selector, **config.kubernetes.pool_labels(pool, node_pool)}
     config_digest = hashlib.sha256(json.dumps(server_config(config), sort_keys=True).encode()).hexdigest()
+    deployment = _deployment(
+        config,
+        name=name,
+        selector=selector,
+        labels=labels,
+        pool=pool,
+        node_pool=node_pool,
+        source=source,
+        config_digest=config_digest,
+    )
+    # The strategy depends on the pod's requests, so it is computed from the rendered pod.
+    rollout = rollout_for(config, deployment["spec"]["template"]["spec"], node_pool, node)
+    deployment["spec"]["strategy"] = rollout.strategy()
     documents = [
-        _deployment(
-            config,
-            name=name,
-            selector=selector,
-            labels=labels,
-            pool=pool,
-            node_pool=node_pool,
-            source=source,
-            config_digest=config_digest,
-        ),
+        deployment,
         {
             "apiVersion": "v1",
             "kind": "Service",
@@ -138,8 +187,9 @@ def pool_documents(
             "apiVersion": "policy/v1",
             "kind": "PodDisruptionBudget",
             "metadata": _meta(config, name, labels),
-            # One pod at a time: voluntary evictions never take the whole pool down at once, and a
-            # single-replica pool can still be drained.
+            # One pod at a time, as the rollout without room replaces them: voluntary evictions
+            # never take the whole pool down at once, and a single-replica pool can still be
+            # drained (a minAvailable of 1 would block every drain of it).
             "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector}},
         },
         {
@@ -161,6 +211,32 @@ def pool_documents(
             },
         },
     ]
+    monitoring = config.kubernetes.monitoring_namespace
+    if monitoring:
+        documents.append(
+            {
+                "apiVersion": "networking.k8s.io/v1",
+                "kind": "NetworkPolicy",
+                "metadata": _meta(config, f"{name}-metrics", labels),
+                # Metrics share the REST port: the monitoring namespace may reach it, nothing else.
+                "spec": {
+                    "podSelector": {"matchLabels": selector},
+                    "policyTypes": ["Ingress"],
+                    "ingress": [
+                        {
+                            "from": [
+                                {
+                                    "namespaceSelector": {
+                                        "matchLabels": {"kubernetes.io/metadata.name": monitoring}
+                                    }
+                                }
+                            ],
+                            "ports": [{"port": "rest", "protocol": "TCP"}],
+                        }
+                    ],
+                },
+            }
+        )
     if not isinstance(source, BakedModelSource):
         documents.append(
             {
@@ -214,7 +290,16 @@ def _deployment(
     config_digest: str,
 ) -> dict[str, Any]:
     ovms = config.ovms
-    http = {"path": "/v2/health/ready", "port": "rest", "scheme": "HTTP"}
+    served = served_versions(config)
+
+    # Ready only when every served model is: Model Ready of each (see model_ready_command).
+    def models_ready() -> dict[str, Any]:  # a fresh copy per probe: no YAML anchors in the files
+        return {
+            "exec": {"command": model_ready_command(ovms.rest_port, served)},
+            "timeoutSeconds": PROBE_SECONDS_PER_MODEL * len(served) + 1,
+            "periodSeconds": PROBE_PERIOD,
+        }
+
     mounts = [
         {"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True},
         {"name": "tmp", "mountPath": "/tmp"},
@@ -224,7 +309,12 @@ def _deployment(
         {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
     ]
     init_containers = []
-    annotations = {"bone-marrow.ml/ovms-config-sha256": config_digest}
+    annotations = {
+        "bone-marrow.ml/ovms-config-sha256": config_digest,
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(ovms.rest_port),
+        "prometheus.io/path": METRICS_PATH,
+    }
     if not isinstance(source, BakedModelSource):
         mounts.append({"name": "models", "mountPath": MODELS_MOUNT, "readOnly": True})
         volumes.append({"name": "models", "emptyDir": {"sizeLimit": "4Gi"}})
@@ -237,7 +327,7 @@ def _deployment(
                 volume="models",
                 mount=MODELS_MOUNT,
                 # What OVMS serves (its config.json), checked against the sha256 recorded at publish.
-                verify_models=served_versions(config),
+                verify_models=served,
             )
         )
         annotations.update(s3sync.pod_annotations(source, skip_containers=[OVMS]))
@@ -252,21 +342,18 @@ def _deployment(
         "resources": guaranteed(ovms.cpus, ovms.memory_mib),
         "securityContext": container_security(),
         "volumeMounts": mounts,
-        "startupProbe": {
-            "httpGet": http,
-            "periodSeconds": PROBE_PERIOD,
-            "failureThreshold": STARTUP_SECONDS // PROBE_PERIOD,
-        },
-        "readinessProbe": {"httpGet": http, "periodSeconds": PROBE_PERIOD, "failureThreshold": 3},
+        "startupProbe": {**models_ready(), "failureThreshold": STARTUP_SECONDS // PROBE_PERIOD},
+        "readinessProbe": {**models_ready(), "failureThreshold": 3},
+        # Alive is the process answering, whatever its models: a model that fails to load must
+        # keep the pod unready (and the startup probe restarts it), not loop liveness restarts.
         "livenessProbe": {
-            "httpGet": {**http, "path": "/v2/health/live"},
+            "httpGet": {"path": "/v2/health/live", "port": "rest", "scheme": "HTTP"},
             "periodSeconds": PROBE_PERIOD,
             "failureThreshold": 3,
         },
     }
     spec: dict[str, Any] = {
         "selector": {"matchLabels": selector},
-        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
         "template": {
             "metadata": {"labels": {**PART_OF, **labels}, "annotations": annotations},
             "spec": {

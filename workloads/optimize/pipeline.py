@@ -3,7 +3,8 @@
 Steps: convert the SavedModel (FP32, FP16-compressed weights) → TF/FP32 parity on a few test
 images → INT8 post-training quantization on a class-balanced train subset (with NNCF accuracy
 control on the val split unless ``optimize.int8_accuracy_control`` is false) → every variant on
-the test split → the INT8 gate (``workloads.optimize.gate``) → ``optimization.json`` → publish
+the test split → the INT8 gate (``workloads.optimize.gate``) → each IR's speed on this machine
+(``workloads.optimize.speed``; a ``warning:`` when INT8 is not faster) → ``optimization.json`` → publish
 all precisions to the OVMS repository together (a precision whose files are byte-identical to
 its latest published version reuses that version).
 
@@ -41,7 +42,7 @@ from contracts.config import OptimizeConfig, ToolkitConfig, openvino_properties
 from contracts.errors import OptimizationError
 from contracts.files import write_json_atomic
 from contracts.known_answer import ReferenceImage, StoredKnownAnswer, sha256_bytes
-from contracts.model_repository import MODEL_BIN, ModelVersion, served_name
+from contracts.model_repository import MODEL_BIN, ModelVersion, execution_precision, served_name
 from contracts.run_directory import OPTIMIZATION_REPORT, RunDirectory, finished_runs
 from workloads.bench.cpuinfo import cpu_info
 from workloads.classes import CLASS_CODES
@@ -53,6 +54,7 @@ from workloads.optimize.parity import ParityResult, check_parity
 from workloads.optimize.quantize import PRESET_NAME, quantize_int8
 from workloads.optimize.repository import publish, published_entry, recover
 from workloads.optimize.selection import LabelledImage, SplitEntries, class_balanced_sample
+from workloads.optimize.speed import measure_speed
 from workloads.progress import Progress, print_progress
 from workloads.telemetry import opt_out_of_openvino_telemetry
 
@@ -60,6 +62,7 @@ REFERENCE = "tf"
 # Test images whose answers are stored with each published version (at least bench.known_answer_images).
 KNOWN_ANSWER_IMAGES = 8
 # 2: "int8_gate" (every rule and figure) replaces "int8_budget"; "published" entries say "unchanged".
+# Since 2 also "speed" (each IR's images/s on the build machine, what it executed in): an addition.
 REPORT_SCHEMA_VERSION = 2
 
 
@@ -169,7 +172,9 @@ def run_optimize(
     staging.chmod(0o755)
     staging_lock = _lock_dir(staging)  # tells recover_run_dir of another optimize that it is live
     try:
-        outcome = _build_and_check(opt, run, precisions, test, calibration, validation, staging, progress)
+        outcome = _build_and_check(
+            opt, run, precisions, test, calibration, validation, staging, progress, _Speed.of(config)
+        )
         _replace_dir(staging, run.directory.openvino_rejected if outcome.failure else out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -195,9 +200,7 @@ def run_optimize(
             class_balanced_sample(test, max(KNOWN_ANSWER_IMAGES, config.bench.known_answer_images)),
             run.image_size,
             run.classes,
-            openvino_properties(
-                config.serving.performance_hint, config.serving.num_streams, config.serving.inference_threads
-            ),
+            _server_properties(config),
         ),
     )
     outcome.report["published"] = [
@@ -227,9 +230,9 @@ def stored_known_answers(
 
     ``invoke bench`` checks a served model against these (``known_answer.json``) rather than against
     the file it serves, so a damaged or swapped model cannot agree with itself. They are computed
-    with the local server's compile ``properties`` (``serving.*``, as OVMS names them), so a server
-    on this machine answers the same up to thread scheduling — with AMX or AVX512-BF16, OpenVINO's
-    default runs FP32 in bf16 in both.
+    with the local server's compile ``properties`` (``serving.*``, as OVMS names them) and the
+    variant's pinned INFERENCE_PRECISION_HINT (f32), so a server on this machine answers the same
+    up to thread scheduling, whatever the CPU's default precision.
     """
     encoded = [Path(e.path).read_bytes() for e in images]
     tensors = decode_batch(encoded, image_size)
@@ -241,7 +244,8 @@ def stored_known_answers(
     ]
     answers = {}
     for precision, xml in irs.items():
-        compiled = ov.Core().compile_model(str(xml), "CPU", properties)
+        pinned = {**properties, "INFERENCE_PRECISION_HINT": execution_precision(precision)}
+        compiled = ov.Core().compile_model(str(xml), "CPU", pinned)
         probabilities = np.asarray(compiled({INPUT_NAME: tensors})[compiled.output(OUTPUT_NAME)], np.float32)
         answers[precision] = StoredKnownAnswer(
             model=served_name(model_name, precision),
@@ -250,7 +254,7 @@ def stored_known_answers(
             images=tuple(references),
             classes=tuple(classes),
             probabilities=tuple(tuple(float(v) for v in row) for row in probabilities),
-            computed_by=f"invoke optimize: OpenVINO {ov.get_version()} in process, {properties}",
+            computed_by=f"invoke optimize: OpenVINO {ov.get_version()} in process, {pinned}",
             created_at=created,
             cpu={"cpu_model": cpu["cpu_model"], "flags": cpu["flags"]},
         )
@@ -274,6 +278,26 @@ def accuracy_control_images(opt: OptimizeConfig, manifest: SplitEntries) -> list
     return sample
 
 
+def _server_properties(config: ToolkitConfig) -> dict[str, Any]:
+    serving = config.serving
+    return openvino_properties(serving.performance_hint, serving.num_streams, serving.inference_threads)
+
+
+@dataclass(frozen=True)
+class _Speed:
+    """How the speed check compiles and feeds each IR: as the local server, at bench.batch_size."""
+
+    batch_size: int
+    server_properties: dict[str, Any]
+
+    @classmethod
+    def of(cls, config: ToolkitConfig) -> _Speed:
+        return cls(config.bench.batch_size, _server_properties(config))
+
+    def properties_for(self, precision: str) -> dict[str, Any]:
+        return {**self.server_properties, "INFERENCE_PRECISION_HINT": execution_precision(precision)}
+
+
 @dataclass
 class _Outcome:
     report: dict[str, Any]
@@ -292,6 +316,7 @@ def _build_and_check(
     validation: list[LabelledImage],
     staging: Path,
     progress: Progress,
+    speed: _Speed | None = None,
 ) -> _Outcome:
     progress(f"convert: {run.saved_model} → OpenVINO IR {ov.get_version()}")
     fp32_model = convert_saved_model(run.saved_model, run.image_size, len(run.classes))
@@ -363,6 +388,11 @@ def _build_and_check(
         for line in gate.progress_lines():
             progress(line)
     failure = None if gate is None or gate.accepted else gate.rejection_message()
+    if speed is not None and opt.speed_seconds > 0:
+        batch = load_batch([Path(test[i % len(test)].path) for i in range(speed.batch_size)], run.image_size)
+        report["speed"] = measure_speed(
+            irs, batch, seconds=opt.speed_seconds, properties_for=speed.properties_for, progress=progress
+        ).as_dict()
 
     # Paths as they will be once the staging folder is renamed into place.
     variants = {REFERENCE: VariantResult(REFERENCE, run.saved_model, metrics[REFERENCE])}
@@ -422,6 +452,7 @@ def _report_header(opt: OptimizeConfig, run: TrainedRun, n_test: int, parity: Pa
         "quantization": None,
         "variants": {},
         "int8_gate": None,
+        "speed": None,  # workloads.optimize.speed; null when optimize.speed_seconds is 0
         "status": None,
         "error": None,
         "published": [],

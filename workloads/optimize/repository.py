@@ -55,6 +55,7 @@ from contracts.model_repository import (
     ModelCard,
     ModelRepository,
     ModelVersion,
+    execution_precision,
     served_name,
 )
 from workloads.progress import Progress, print_progress
@@ -245,6 +246,7 @@ def publish(
         [m.name for m in published],
         server_mount=server_mount,
         versions={m.name: m.version for m in published},
+        hints={m.name: execution_precision(m.precision) for m in published},
     )
     _step("configured")
     for model in published:
@@ -316,7 +318,8 @@ def _recover_locked(
         )
     if committed and repo.config_file.exists():
         names = {served_name(model_name, p): v for p, v in committed.items()}
-        update_server_config(repo.root, names, server_mount=server_mount, versions=names)
+        hints = {served_name(model_name, p): execution_precision(p) for p in committed}
+        update_server_config(repo.root, names, server_mount=server_mount, versions=names, hints=hints)
     return removed
 
 
@@ -397,12 +400,15 @@ def update_server_config(
     *,
     server_mount: str = SERVER_MOUNT,
     versions: Mapping[str, int] | None = None,
+    hints: Mapping[str, str] | None = None,
 ) -> Path:
     """Add missing models to the OVMS multi-model config.json; other entries and keys are kept.
 
     ``versions`` (served name → committed version) pins those models to that version with
     ``model_version_policy: {"specific": {"versions": [n]}}``, so OVMS serves the committed set and
-    never a version folder an interrupted publish left above it. Written in one rename."""
+    never a version folder an interrupted publish left above it. ``hints`` (served name →
+    execution precision) sets their ``plugin_config`` INFERENCE_PRECISION_HINT unless an entry sets
+    its own, so an FP32 IR runs in f32 on AMX / AVX512_BF16 hosts too. Written in one rename."""
     path = ModelRepository(repository).config_file
     config = _read_server_config(path)
     entries = config["model_config_list"]
@@ -417,6 +423,11 @@ def update_server_config(
             policy = {"specific": {"versions": [versions[model["name"]]]}}
             if model.get("model_version_policy") != policy:
                 model["model_version_policy"] = policy
+                changed = True
+        if isinstance(model, dict) and hints and model.get("name") in hints:
+            plugin = model.setdefault("plugin_config", {})
+            if isinstance(plugin, dict) and "INFERENCE_PRECISION_HINT" not in plugin:
+                plugin["INFERENCE_PRECISION_HINT"] = hints[model["name"]]
                 changed = True
     if changed or not path.exists():
         write_json_atomic(path, config)

@@ -3,22 +3,27 @@
 Subclasses, not patches, of kserve's classes:
 
 * both listeners bind the configured host (kserve binds 0.0.0.0 and [::]), loopback by default;
-* REST binary tensor data stays binary (see ``binary.py``);
+* REST infer bodies are read as OVMS reads them, whatever their content type: JSON, or JSON followed
+  by binary tensor data when ``inference-header-content-length`` says where the JSON ends; binary
+  tensor data stays binary (see ``binary.py``);
 * model metadata reports the served version and the platform, and the versioned paths
   (``/v2/models/<name>/versions/<v>/...``) work for the served version, as OVMS does;
 * request limits (``limits.py``, ``http_guard.py``): REST bodies above ``serving.max_request_bytes``
   are refused with 413 before they are read, header/body/keep-alive timeouts close slow
   connections, and gRPC refuses messages above the same size (RESOURCE_EXHAUSTED; kserve's limit
   is 8 MiB), bounds its handshake by the header timeout and closes idle connections;
-* FastAPI's own 4xx answers (422 for a body that is not a V2 request, ...) get a log line too;
+* FastAPI's own 4xx answers (an unknown path, a wrong method, ...) get a log line too;
 * no per-request timing middleware and no access or latency log lines in the hot path, and a
-  rejected request (400 / 404) is one warning line instead of kserve's traceback.
+  rejected request (400 / 404) is one warning line instead of kserve's traceback;
+* ``GET /metrics`` (kserve's Prometheus page) also holds ``kserve_openvino_request_seconds``, the
+  server's time per answered inference request, for the bench's server-side figures.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from concurrent import futures
 from typing import Any
 
@@ -40,11 +45,13 @@ from kserve.protocol.grpc.server import GRPCServer
 from kserve.protocol.grpc.servicer import InferenceServicer
 from kserve.protocol.infer_type import InferRequest
 from kserve.protocol.rest.server import RESTServer
-from kserve.protocol.rest.v2_datamodels import InferenceRequest, ModelMetadataResponse, ModelReadyResponse
+from kserve.protocol.rest.v2_datamodels import ModelMetadataResponse, ModelReadyResponse
 from kserve.protocol.rest.v2_endpoints import V2Endpoints
+from prometheus_client import Histogram
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
-from workloads.serving.binary import decode_binary_request
+from workloads.serving.binary import decode_rest_request
 from workloads.serving.http_guard import REFUSED_SCOPE_KEY, guarded_http_protocol
 from workloads.serving.limits import RequestLimits
 
@@ -82,11 +89,29 @@ def configure_quiet_logging() -> None:
     ours.propagate = False
 
 
+# The server's own time per answered inference request, for the bench's server-side figures
+# (workloads.bench.server_metrics), on GET /metrics beside kserve's request_predict_seconds: from the
+# data plane's infer call to its answer (input checks, waiting for an infer request, inference,
+# output), the protocol's parsing and serialization excluded; OVMS's counterpart is ovms_request_time_us.
+REQUEST_SECONDS = Histogram(
+    "kserve_openvino_request_seconds",
+    "Time the server took per answered inference request, protocol parsing excluded.",
+    ["model_name"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+
+
 class BinaryTensorDataPlane(DataPlane):
+    async def infer(self, model_name: str, request: Any, headers: dict | None = None) -> Any:
+        start = time.perf_counter()
+        answer = await super().infer(model_name, request, headers)
+        REQUEST_SECONDS.labels(model_name=model_name).observe(time.perf_counter() - start)
+        return answer
+
     def decode_inference_request(self, body: Any, headers: dict, model_name: str) -> InferRequest:
         if not isinstance(body, bytes):
             return super().decode_inference_request(body, headers, model_name)
-        return decode_binary_request(body, headers.get(INFERENCE_CONTENT_LENGTH_HEADER), model_name)
+        return decode_rest_request(body, headers.get(INFERENCE_CONTENT_LENGTH_HEADER), model_name)
 
     async def model_metadata(self, model_name: str) -> dict:
         metadata = await super().model_metadata(model_name)
@@ -113,18 +138,18 @@ class LoopbackRESTServer(RESTServer):
         super()._add_exception_handlers(app)
         app.add_exception_handler(InvalidInput, _rejected(400))
         app.add_exception_handler(ModelNotFound, _rejected(404))
-        # FastAPI's own 4xx (a body that is not a V2 request, unparsable JSON, an unknown path):
+        # FastAPI's own 4xx (an unknown path, a body it could not read):
         # FastAPI's answer, plus the one log line every rejected request gets.
         app.add_exception_handler(RequestValidationError, _logged(request_validation_exception_handler))
         app.add_exception_handler(HTTPException, _logged(http_exception_handler))
 
     def _register_endpoints(self, app: FastAPI) -> None:
-        # Registered first, so these take the versioned paths kserve answers with 501.
-        app.include_router(versioned_router(self.dataplane, self.model_repository_extension))
+        # Registered first, so these take the infer paths and the versioned paths kserve answers with 501.
+        app.include_router(model_router(self.dataplane, self.model_repository_extension))
         super()._register_endpoints(app)
 
 
-def versioned_router(dataplane: DataPlane, model_repository_extension: Any) -> APIRouter:
+def model_router(dataplane: DataPlane, model_repository_extension: Any) -> APIRouter:
     endpoints = V2Endpoints(dataplane, model_repository_extension)
 
     def check(model_name: str, model_version: str) -> None:
@@ -138,21 +163,35 @@ def versioned_router(dataplane: DataPlane, model_repository_extension: Any) -> A
         check(model_name, model_version)
         return await endpoints.model_ready(model_name)
 
-    async def infer(
-        raw_request: Request,
-        raw_response: Response,
-        model_name: str,
-        model_version: str,
-        request_body: InferenceRequest | bytes,
+    async def infer(raw_request: Request, raw_response: Response, model_name: str) -> Any:
+        return await endpoints.infer(raw_request, raw_response, model_name, await raw_body(raw_request))
+
+    async def versioned_infer(
+        raw_request: Request, raw_response: Response, model_name: str, model_version: str
     ) -> Any:
         check(model_name, model_version)
-        return await endpoints.infer(raw_request, raw_response, model_name, request_body)
+        return await infer(raw_request, raw_response, model_name)
 
-    router = APIRouter(prefix="/v2/models/{model_name}/versions/{model_version}")
-    router.add_api_route("", metadata, response_model=ModelMetadataResponse, methods=["GET"])
-    router.add_api_route("/ready", ready, response_model=ModelReadyResponse, methods=["GET"])
+    router = APIRouter(prefix="/v2/models/{model_name}")
+    # kserve's infer routes let FastAPI parse bodies by content type (JSON only as application/json);
+    # these take the raw body, which binary.py reads as OVMS does.
     router.add_api_route("/infer", infer, response_model=None, methods=["POST"])
+    versioned = "/versions/{model_version}"
+    router.add_api_route(versioned, metadata, response_model=ModelMetadataResponse, methods=["GET"])
+    router.add_api_route(f"{versioned}/ready", ready, response_model=ModelReadyResponse, methods=["GET"])
+    router.add_api_route(f"{versioned}/infer", versioned_infer, response_model=None, methods=["POST"])
     return router
+
+
+async def raw_body(request: Request) -> bytes:
+    try:
+        return await request.body()
+    except ClientDisconnect:
+        # As FastAPI answers a body it could not read (the HTTP guard may have refused it: no answer
+        # reaches the client then, and _logged stays quiet).
+        raise HTTPException(
+            status_code=400, detail="the client went away before its request body arrived"
+        ) from None
 
 
 def _rejected(status: int) -> Any:

@@ -17,7 +17,8 @@ from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
 from contracts.config import openvino_properties
 from contracts.errors import ServingError
-from contracts.model_repository import ModelVersion
+from contracts.model_repository import ModelVersion, execution_precision
+from workloads.execution_precision import execution_facts
 from workloads.serving.inputs import check_single_input, decode_images, encoded_images, tensor_batch
 from workloads.serving.kserve_server import check_version
 from workloads.serving.limits import TRIM_AFTER_BYTES, RequestLimits, release_memory_soon
@@ -36,8 +37,11 @@ class RuntimeSettings:
     inference_threads: int = 0
     nireq: int = 0
 
-    def compile_properties(self) -> dict[str, Any]:
-        return openvino_properties(self.performance_hint, self.num_streams, self.inference_threads)
+    def compile_properties(self, precision: str = "fp32") -> dict[str, Any]:
+        """OVMS's plugin_config for one served variant: its INFERENCE_PRECISION_HINT pinned."""
+        return openvino_properties(
+            self.performance_hint, self.num_streams, self.inference_threads, execution_precision(precision)
+        )
 
 
 class OpenVINOModel(kserve.Model):
@@ -68,14 +72,25 @@ class OpenVINOModel(kserve.Model):
         self.output_name = ""
         self._input_meta: dict[str, Any] = {}
         self._output_meta: dict[str, Any] = {}
+        # What OpenVINO executes: {"execution_precision": "f32", "layer_precisions": {...}}.
+        self.execution: dict[str, Any] = {}
 
     def load(self) -> bool:
         served = self.served
+        pinned = execution_precision(served.precision)
         try:
             model = self._core.read_model(served.xml)
-            compiled = self._core.compile_model(model, "CPU", self.settings.compile_properties())
+            compiled = self._core.compile_model(
+                model, "CPU", self.settings.compile_properties(served.precision)
+            )
         except RuntimeError as exc:
             raise ServingError(f"OpenVINO cannot load {served.xml}: {openvino_cause(exc)}") from None
+        self.execution = execution_facts(compiled)
+        if self.execution["execution_precision"] != pinned:
+            raise ServingError(
+                f"{served.name} was compiled with INFERENCE_PRECISION_HINT {pinned}, but OpenVINO reports "
+                f"{self.execution['execution_precision']}; this OpenVINO cannot serve {served.precision} here"
+            )
         if len(compiled.inputs) != 1 or len(compiled.outputs) != 1:
             raise ServingError(
                 f"{served.xml} has {len(compiled.inputs)} inputs and {len(compiled.outputs)} outputs; "
@@ -98,7 +113,8 @@ class OpenVINOModel(kserve.Model):
         )
         self.ready = True
         log.info(
-            "loaded %s version %s (model.bin sha256 %s) · %s · streams %s · inference threads %s · nireq %s",
+            "loaded %s version %s (model.bin sha256 %s) · %s · streams %s · inference threads %s · nireq %s"
+            " · executes %s (layers %s)",
             served.name,
             served.version,
             served.sha256[:12],
@@ -106,6 +122,8 @@ class OpenVINOModel(kserve.Model):
             compiled.get_property("NUM_STREAMS"),
             compiled.get_property("INFERENCE_NUM_THREADS"),
             self.nireq,
+            self.execution["execution_precision"],
+            self.execution["layer_precisions"],
         )
         return self.ready
 
@@ -118,6 +136,7 @@ class OpenVINOModel(kserve.Model):
             "num_streams": int(self._compiled.get_property("NUM_STREAMS")),
             "inference_threads": int(self._compiled.get_property("INFERENCE_NUM_THREADS")),
             "nireq": self.nireq,
+            **self.execution,
         }
 
     def stop(self) -> None:

@@ -13,7 +13,16 @@ from typing import Any
 from contracts.errors import ModelRepositoryError, ServingError
 from contracts.files import sha256_file
 from contracts.known_answer import verify_version
-from contracts.model_repository import MODEL_BIN, MODEL_CARD, MODEL_XML, ModelRepository, ModelVersion
+from contracts.model_repository import (
+    MODEL_BIN,
+    MODEL_CARD,
+    MODEL_XML,
+    ModelRepository,
+    ModelVersion,
+    execution_precision,
+)
+from workloads.bench.cpuinfo import cpu_info
+from workloads.execution_precision import cpu_refusal
 
 
 def find_model(repository: Path, model_name: str, precision: str, version: int | None = None) -> ModelVersion:
@@ -25,6 +34,13 @@ def find_model(repository: Path, model_name: str, precision: str, version: int |
 
 
 def find_models(repository: Path, model_name: str, precisions: Iterable[str]) -> list[ModelVersion]:
+    """The committed version of each served variant; a variant this CPU cannot execute (bf16
+    without AVX512_BF16 / AMX) is refused first, with one line."""
+    precisions = list(precisions)
+    flags = cpu_info()["flags"]
+    for precision in precisions:
+        if refusal := cpu_refusal(precision, flags, "of this machine", "serving.precisions"):
+            raise ServingError(refusal)
     try:
         return ModelRepository(repository).find_all(model_name, precisions)
     except ModelRepositoryError as exc:
@@ -50,6 +66,8 @@ def served_entry(model: ModelVersion) -> dict[str, Any]:
         "sha256": model.sha256,
         "model_card_sha256": sha256_file(model.model_card),
         "precision": model.precision,
+        # The INFERENCE_PRECISION_HINT the server pins (and checks OpenVINO reports) for it.
+        "execution_precision": execution_precision(model.precision),
         "image_size": model.image_size,
         "path": str(model.directory),
     }

@@ -6,12 +6,15 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from contracts.config import NodePoolConfig, ToolkitConfig
-from contracts.errors import DeployError
+from contracts.config import BENCH_POOL, NodePoolConfig, ToolkitConfig
+from contracts.errors import ConfigError, DeployError
+from workloads.progress import Progress
 from workloads.targets.base import ClusterTarget, ModelRequest, UpRequest
 
 if TYPE_CHECKING:
     from workloads.containers.build import Command
+    from workloads.deploy.bench_pool import ClusterObjectApi
+    from workloads.k8s.capacity import NodeAllocatable
     from workloads.k8s.model_source import ModelSource, S3ModelSource
 
 
@@ -28,6 +31,25 @@ class AwsTarget(ClusterTarget):
 
     def bench_pool(self, config: ToolkitConfig) -> NodePoolConfig:
         return config.aws.bench_pool
+
+    def node_allocatable(
+        self, config: ToolkitConfig, pool_name: str, node_pool: NodePoolConfig
+    ) -> NodeAllocatable:
+        from workloads.k8s.capacity import NodeAllocatable, total
+
+        key = "aws.bench_pool" if pool_name == BENCH_POOL else f"aws.pools.{pool_name}"
+        allocatable = config.kubernetes.node_allocatable.get(node_pool.instance_type)
+        if allocatable is None:
+            raise ConfigError(
+                f"kubernetes.node_allocatable has no entry for {node_pool.instance_type} "
+                f"({key}.instance_type); add its cpu_millicores and memory_mib"
+            )
+        return NodeAllocatable(
+            pool=pool_name,
+            instance_type=node_pool.instance_type,
+            allocatable=allocatable,
+            system_pods=total(config.kubernetes.eks_system_pods.values()),
+        )
 
     def kubeconfig(self, config: ToolkitConfig) -> Path:
         from workloads.deploy.aws import aws_paths
@@ -58,6 +80,64 @@ class AwsTarget(ClusterTarget):
 
         if not isinstance(source, S3ModelSource | BakedModelSource):
             raise DeployError("on EKS the models are synced under the pod's own identity: use S3ModelSource")
+
+    def bench_s3_source(
+        self, config: ToolkitConfig, request: ModelRequest, *, results: bool
+    ) -> S3ModelSource:
+        # One pod, one service account: its Pod Identity role reads the artifacts and writes results.
+        return dataclasses.replace(
+            self.s3_source(config, request), service_account=config.kubernetes.bench_service_account
+        )
+
+    def bench_artifacts_s3(self, config: ToolkitConfig) -> str:
+        from contracts.aws_names import StackNames, bucket_output
+        from workloads.deploy.aws import aws_paths
+        from workloads.deploy.aws_outputs import load_outputs_file, stack_output
+
+        outputs = load_outputs_file(aws_paths(config).outputs_file)
+        data = StackNames.for_prefix(config.aws.resource_prefix).data
+        models = stack_output(outputs, data, bucket_output("models"))
+        return f"s3://{models}/{config.aws.bench_artifacts_prefix}"
+
+    def bench_results_s3(self, config: ToolkitConfig) -> str:
+        from contracts.aws_names import BENCH_RESULTS_PREFIX, StackNames, bucket_output
+        from workloads.deploy.aws import aws_paths
+        from workloads.deploy.aws_outputs import load_outputs_file, stack_output
+
+        outputs = load_outputs_file(aws_paths(config).outputs_file)
+        data = StackNames.for_prefix(config.aws.resource_prefix).data
+        return f"s3://{stack_output(outputs, data, bucket_output('results'))}/{BENCH_RESULTS_PREFIX}"
+
+    def scale_bench_pool(
+        self,
+        config: ToolkitConfig,
+        *,
+        nodes: int,
+        kubeconfig: Path,
+        progress: Progress,
+        api: ClusterObjectApi | None = None,
+        session: Any = None,
+    ) -> None:
+        from contracts.aws_names import CLUSTER_NAME, StackNames, nodegroup_output
+        from contracts.config import BENCH_POOL
+        from workloads.deploy.aws import aws_paths
+        from workloads.deploy.aws_outputs import load_outputs_file, stack_output
+        from workloads.deploy.bench_pool import scale_nodegroup
+
+        outputs = load_outputs_file(aws_paths(config).outputs_file)
+        stack = StackNames.for_prefix(config.aws.resource_prefix).cluster
+        if session is None:
+            import boto3
+
+            session = boto3.session.Session(region_name=config.aws.region)
+        scale_nodegroup(
+            session.client("eks"),
+            cluster=stack_output(outputs, stack, CLUSTER_NAME),
+            nodegroup=stack_output(outputs, stack, nodegroup_output(BENCH_POOL)),
+            nodes=nodes,
+            pool=config.aws.bench_pool,
+            progress=progress,
+        )
 
     def image_registry(
         self, config: ToolkitConfig, *, push: bool, dry_run: bool, session: Any | None = None

@@ -13,8 +13,11 @@ from contracts.errors import DeployError
 
 if TYPE_CHECKING:
     from workloads.containers.build import Command
+    from workloads.deploy.bench_pool import ClusterObjectApi
+    from workloads.k8s.capacity import NodeAllocatable
     from workloads.k8s.model_source import ModelSource
     from workloads.k8s.s3sync import S3Location
+    from workloads.progress import Progress
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -88,6 +91,15 @@ class ClusterTarget(DeployTarget):
         """The load-generator pool the bench Job runs on (tainted: KubernetesConfig.bench_taint)."""
 
     @abstractmethod
+    def node_allocatable(
+        self, config: ToolkitConfig, pool_name: str, node_pool: NodePoolConfig
+    ) -> NodeAllocatable:
+        """One node of ``node_pool`` (``pool_name``, or BENCH_POOL): allocatable and kube-system's share.
+
+        A ConfigError naming the key when the pool's size is not known.
+        """
+
+    @abstractmethod
     def kubeconfig(self, config: ToolkitConfig) -> Path:
         """Where `up` writes the cluster's admin kubeconfig."""
 
@@ -123,6 +135,32 @@ class ClusterTarget(DeployTarget):
     @abstractmethod
     def check_model_source(self, config: ToolkitConfig, source: ModelSource) -> None:
         """DeployError when OVMS on this cluster cannot get its models from ``source``."""
+
+    @abstractmethod
+    def bench_s3_source(self, config: ToolkitConfig, request: ModelRequest, *, results: bool) -> S3Location:
+        """How the bench Job reaches S3: reading the artifacts tree, or (``results``) writing its results."""
+
+    @abstractmethod
+    def bench_artifacts_s3(self, config: ToolkitConfig) -> str:
+        """s3://bucket/prefix of the bench Job's artifacts tree when none is given; DeployError if none."""
+
+    @abstractmethod
+    def bench_results_s3(self, config: ToolkitConfig) -> str:
+        """s3://bucket/prefix the bench results go under when none is given; one-line DeployError if none."""
+
+    @abstractmethod
+    def scale_bench_pool(
+        self,
+        config: ToolkitConfig,
+        *,
+        nodes: int,
+        kubeconfig: Path,
+        progress: Progress,
+        api: ClusterObjectApi | None = None,
+        session: Any = None,
+    ) -> None:
+        """Scale the load-generator pool (bench_pool) to ``nodes`` (waiting for the cloud's update, not
+        for the node itself: the caller waits for a Ready node through the Kubernetes API)."""
 
     @abstractmethod
     def image_registry(

@@ -6,13 +6,19 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from contracts.config import NodePoolConfig, ToolkitConfig
-from contracts.errors import DeployError
+from contracts.config import BENCH_POOL, NodePoolConfig, Resources, ToolkitConfig
+from contracts.errors import ConfigError, DeployError
+from workloads.progress import Progress
 from workloads.targets.base import ClusterTarget, ModelRequest, UpRequest
 
 if TYPE_CHECKING:
     from workloads.containers.build import Command
+    from workloads.deploy.bench_pool import ClusterObjectApi
+    from workloads.k8s.capacity import NodeAllocatable
     from workloads.k8s.model_source import ModelSource, SecretS3ModelSource
+
+# The instance_type of every vSphere pool: the machines' size comes from vsphere.*_machine.
+VSPHERE_VM = "vsphere-vm"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -28,6 +34,30 @@ class VsphereTarget(ClusterTarget):
 
     def bench_pool(self, config: ToolkitConfig) -> NodePoolConfig:
         return config.vsphere.bench_pool
+
+    def node_allocatable(
+        self, config: ToolkitConfig, pool_name: str, node_pool: NodePoolConfig
+    ) -> NodeAllocatable:
+        from workloads.k8s.capacity import NodeAllocatable, total
+
+        bench = pool_name == BENCH_POOL
+        key = "vsphere.bench_pool" if bench else f"vsphere.pools.{pool_name}"
+        if node_pool.instance_type != VSPHERE_VM:
+            raise ConfigError(
+                f"{key}.instance_type must be {VSPHERE_VM} (its size is vsphere.worker_machine / "
+                f"bench_machine), got {node_pool.instance_type!r}"
+            )
+        machine = config.vsphere.bench_machine if bench else config.vsphere.worker_machine
+        reserved = config.vsphere.node_reserved
+        return NodeAllocatable(
+            pool=pool_name,
+            instance_type=node_pool.instance_type,
+            allocatable=Resources(
+                cpu_millicores=machine.cpus * 1000 - reserved.cpu_millicores,
+                memory_mib=machine.memory_mib - reserved.memory_mib,
+            ),
+            system_pods=total(config.kubernetes.eksa_system_pods.values()),
+        )
 
     def kubeconfig(self, config: ToolkitConfig) -> Path:
         from infra.eksa.eksctl import kubeconfig_path
@@ -79,6 +109,47 @@ class VsphereTarget(ClusterTarget):
                 f"ovms.eksa_model_delivery is {delivery}: "
                 f"EKS Anywhere needs a {wanted.__name__}, got {type(source).__name__}"
             )
+
+    def bench_s3_source(
+        self, config: ToolkitConfig, request: ModelRequest, *, results: bool
+    ) -> SecretS3ModelSource:
+        source = self.s3_source(config, request)
+        if results:
+            return dataclasses.replace(source, secret_name=config.ovms.bench_results_credentials_secret)
+        return source
+
+    def bench_artifacts_s3(self, config: ToolkitConfig) -> str:
+        raise DeployError(f"target {self.name} has no default artifacts location")
+
+    def bench_results_s3(self, config: ToolkitConfig) -> str:
+        if not config.vsphere.bench_results_s3:
+            raise DeployError("vsphere.bench_results_s3 is empty: set it to s3://BUCKET/PREFIX")
+        return config.vsphere.bench_results_s3
+
+    def scale_bench_pool(
+        self,
+        config: ToolkitConfig,
+        *,
+        nodes: int,
+        kubeconfig: Path,
+        progress: Progress,
+        api: ClusterObjectApi | None = None,
+        session: Any = None,
+    ) -> None:
+        from contracts.config import BENCH_POOL
+        from workloads.deploy.bench_pool import scale_worker_group
+
+        pool = config.vsphere.bench_pool
+        if not pool.min_size <= nodes <= pool.max_size:
+            sizes = f"{pool.min_size}..{pool.max_size}"
+            raise DeployError(f"vsphere.bench_pool cannot hold {nodes} nodes: its sizes are {sizes}")
+        if api is None:
+            from workloads.k8s.cluster_api import DynamicClusterApi
+
+            api = DynamicClusterApi(kubeconfig=kubeconfig)
+        scale_worker_group(
+            api, cluster_name=config.vsphere.cluster_name, group=BENCH_POOL, nodes=nodes, progress=progress
+        )
 
     def image_registry(
         self, config: ToolkitConfig, *, push: bool, dry_run: bool, session: Any | None = None

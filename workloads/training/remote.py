@@ -1,6 +1,8 @@
 """`invoke train --target dl1`: the same training on the DL1 instance's 8 Gaudi cards, through SSM.
 
-No SSH and no open ports: the command goes through SSM Run Command. On the instance it syncs the
+No SSH and no open ports: the command goes through SSM Run Command, once the instance is running
+and online in SSM (started if the idle stop stopped it: workloads.training.dl1_instance). While
+it runs it publishes the heartbeat that keeps the idle stop away. On the instance it syncs the
 dataset from S3, runs the training image with the Habana runtime (one process per card under
 mpirun), and syncs the run directory back to S3, also when training fails (checkpoints, for
 --resume). Here, progress is streamed by polling the command's output; the finished run is
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from contracts.aws_names import DL1_TAG_KEY, RUNS_PREFIX, dl1_tag_value
+from contracts.aws_names import DL1_HEARTBEAT_METRIC, DL1_HEARTBEAT_NAMESPACE, RUNS_PREFIX
 from contracts.config import ToolkitConfig, TrainConfig
 from contracts.errors import TrainingError
 from contracts.run_directory import RunDirectory
@@ -26,6 +28,10 @@ from workloads.containers.build import image_tags
 from workloads.data.manifest import SplitManifest
 from workloads.progress import Progress, print_progress
 from workloads.training import s3_exchange
+
+# find_instance is re-exported: the contract test asks this module what `train` looks up.
+from workloads.training.dl1_instance import find_instance as find_instance
+from workloads.training.dl1_instance import prepare_instance
 
 HOST_ROOT = "/opt/bmc"
 CONTAINER_DATA = Path("/data")
@@ -40,6 +46,9 @@ CREDENTIALS_HINT = "set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
 # rank>, PE = vCPUs / ranks / 2 (physical cores per rank with hyper-threading; 6 on a
 # dl1.24xlarge's 96 vCPUs for 8 cards). The script computes it on the instance into $pe.
 MAP_BY = "socket:PE=${pe}"
+# The heartbeat that keeps the idle stop away while the command runs (one sample a minute; the
+# alarm looks at 5-minute periods).
+HEARTBEAT_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -69,7 +78,25 @@ def train_arguments(train: TrainConfig, *, run_id: str, resume: bool) -> list[st
     return args
 
 
-def remote_script(config: ToolkitConfig, run: RemoteRun, *, resume: bool) -> list[str]:
+def heartbeat_loop(*, region: str, instance_id: str, interval_s: float) -> str:
+    """A background loop publishing the training heartbeat until killed or its shell ($$) is gone.
+
+    The parent check covers what a trap cannot: SSM killing the script on a cancel or timeout. A
+    failed publish is skipped (the next one may succeed); the loop's output goes nowhere, so it
+    never holds the command's output open.
+    """
+    q = shlex.quote
+    put = (
+        f"aws cloudwatch put-metric-data --region {q(region)} --namespace {q(DL1_HEARTBEAT_NAMESPACE)} "
+        f"--metric-name {q(DL1_HEARTBEAT_METRIC)} --dimensions InstanceId={q(instance_id)} "
+        "--value 1 --unit Count"
+    )
+    return f"( while kill -0 $$ 2>/dev/null; do {put} || true; sleep {interval_s:g}; done ) >/dev/null 2>&1 &"
+
+
+def remote_script(
+    config: ToolkitConfig, run: RemoteRun, *, resume: bool, heartbeat_s: float = HEARTBEAT_SECONDS
+) -> list[str]:
     """The shell lines SSM runs as root on the instance (AWS-RunShellScript)."""
     cards = config.images.dl1_cards
     work = f"{HOST_ROOT}/{run.run_id}"
@@ -97,8 +124,17 @@ def remote_script(config: ToolkitConfig, run: RemoteRun, *, resume: bool) -> lis
         "--entrypoint", train[0], run.image, *train[1:],
     ]  # fmt: skip
     q = shlex.quote
+    stop_heartbeat = 'kill "$heartbeat" 2>/dev/null || true'
+    upload = f"aws s3 sync {work}/runs/{run.run_id}/ {s3_run} --only-show-errors"
     lines = [
+        # The agent runs the file with `sh -c <file>`: without this line, /bin/sh (dash on the
+        # Ubuntu-based Habana AMI, which knows no pipefail) would read it.
+        "#!/bin/bash",
         "set -euo pipefail",
+        # First thing, so that the whole command (dataset sync and image pull too) counts as busy.
+        heartbeat_loop(region=config.aws.region, instance_id=run.instance_id, interval_s=heartbeat_s),
+        "heartbeat=$!",
+        f"trap {q(stop_heartbeat)} EXIT",
         f"mkdir -p {q(work)}/data {q(work)}/runs/{q(run.run_id)}",
         f"aws s3 sync {q(s3_data)} {q(work)}/data/ --only-show-errors",
     ]
@@ -106,8 +142,9 @@ def remote_script(config: ToolkitConfig, run: RemoteRun, *, resume: bool) -> lis
         lines.append(f"aws s3 sync {q(s3_run)} {q(work)}/runs/{q(run.run_id)}/ --only-show-errors")
     lines += [
         f"chown -R {TRAIN_UID}:{TRAIN_UID} {q(work)}/runs",
-        # Whatever happens, the run directory (with its checkpoints) goes back to S3.
-        f"trap {q(f'aws s3 sync {work}/runs/{run.run_id}/ {s3_run} --only-show-errors')} EXIT",
+        # Whatever happens, the heartbeat stops and the run directory (with its checkpoints) goes back
+        # to S3 (this trap replaces the first one).
+        f"trap {q(f'{stop_heartbeat}; {upload}')} EXIT",
     ]
     if ".dkr.ecr." in registry:
         region = registry.split(".dkr.ecr.")[1].split(".")[0]
@@ -137,28 +174,6 @@ def _aws_errors(action: str) -> Iterator[None]:
         raise TrainingError(f"{action}: {error.get('Code', '')} {error.get('Message', '')}".strip()) from None
     except BotoCoreError as exc:
         raise TrainingError(f"{action}: {exc}") from None
-
-
-def find_instance(config: ToolkitConfig, ec2: Any) -> str:
-    """The configured instance, or the one running instance with the DL1 tag the training stack sets."""
-    if config.images.dl1_instance_id:
-        return config.images.dl1_instance_id
-    value = dl1_tag_value(config.aws.resource_prefix)
-    filters = [
-        {"Name": f"tag:{DL1_TAG_KEY}", "Values": [value]},
-        {"Name": "instance-state-name", "Values": ["running"]},
-    ]
-    found = [
-        instance["InstanceId"]
-        for reservation in ec2.describe_instances(Filters=filters)["Reservations"]
-        for instance in reservation["Instances"]
-    ]
-    if len(found) != 1:
-        raise TrainingError(
-            f"expected one running instance tagged {DL1_TAG_KEY}={value}, found {len(found)}; "
-            "deploy it (`invoke up --target aws`) or set images.dl1_instance_id"
-        )
-    return found[0]
 
 
 def training_image(config: ToolkitConfig, sts: Any) -> str:
@@ -235,7 +250,9 @@ def train_on_dl1(
     with _aws_errors("DL1 training"):
         session = session or boto3.session.Session(region_name=config.aws.region)
         s3, ssm = session.client("s3"), session.client("ssm")
-        instance_id = find_instance(config, session.client("ec2"))
+        instance_id = prepare_instance(
+            config, ec2=session.client("ec2"), ssm=ssm, progress=progress, sleep=sleep
+        )
         run = RemoteRun(
             instance_id=instance_id,
             bucket=images.dl1_bucket,

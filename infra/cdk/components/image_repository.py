@@ -1,13 +1,19 @@
-"""An ECR repository: immutable tags, scan on push, KMS encryption, kept on delete."""
+"""An ECR repository: immutable tags, scan on push, KMS encryption, a lifecycle, kept on delete."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aws_cdk import RemovalPolicy
+from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_kms as kms
 from constructs import Construct
+
+# Untagged images are the layers of interrupted or superseded pushes: nothing pulls them by tag.
+UNTAGGED_EXPIRE_AFTER = Duration.days(14)
+# Tags are immutable versions (images.version); the newest ones stay pullable, older ones are
+# billed storage nobody deploys.
+TAGGED_IMAGES_KEPT = 30
 
 
 @dataclass(frozen=True)
@@ -27,5 +33,20 @@ class ImageRepository(Construct):
             image_scan_on_push=True,
             encryption=ecr.RepositoryEncryption.KMS,
             encryption_key=props.encryption_key,
+            lifecycle_rules=[
+                ecr.LifecycleRule(
+                    rule_priority=1,
+                    description=f"untagged images expire after {UNTAGGED_EXPIRE_AFTER.to_days()} days",
+                    tag_status=ecr.TagStatus.UNTAGGED,
+                    max_image_age=UNTAGGED_EXPIRE_AFTER,
+                ),
+                ecr.LifecycleRule(
+                    rule_priority=2,
+                    description=f"the newest {TAGGED_IMAGES_KEPT} tagged images are kept",
+                    tag_status=ecr.TagStatus.TAGGED,
+                    tag_pattern_list=["*"],
+                    max_image_count=TAGGED_IMAGES_KEPT,
+                ),
+            ],
             removal_policy=RemovalPolicy.RETAIN,
         )

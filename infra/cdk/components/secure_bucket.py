@@ -11,6 +11,19 @@ from constructs import Construct
 
 # Parts of an interrupted multipart upload are billed until aborted; `invoke up` resumes well within this.
 ABORT_INCOMPLETE_UPLOADS_AFTER = Duration.days(7)
+# Versioning guards against an accidental overwrite or delete; a replaced version is billed like a
+# current one, so it is kept long enough to notice and restore, then expired.
+NONCURRENT_VERSIONS_EXPIRE_AFTER = Duration.days(90)
+
+
+def versioned_bucket_lifecycle() -> list[s3.LifecycleRule]:
+    """The lifecycle of every versioned bucket: incomplete uploads aborted, old versions expired."""
+    return [
+        s3.LifecycleRule(
+            abort_incomplete_multipart_upload_after=ABORT_INCOMPLETE_UPLOADS_AFTER,
+            noncurrent_version_expiration=NONCURRENT_VERSIONS_EXPIRE_AFTER,
+        )
+    ]
 
 
 @dataclass(frozen=True)
@@ -35,9 +48,7 @@ class SecureBucket(Construct):
             enforce_ssl=True,
             server_access_logs_bucket=props.access_log_bucket,
             server_access_logs_prefix=props.access_log_prefix,
-            lifecycle_rules=[
-                s3.LifecycleRule(abort_incomplete_multipart_upload_after=ABORT_INCOMPLETE_UPLOADS_AFTER)
-            ],
+            lifecycle_rules=versioned_bucket_lifecycle(),
             # Data outlives the infrastructure: never auto_delete_objects.
             removal_policy=RemovalPolicy.RETAIN,
         )
@@ -56,8 +67,6 @@ class AccessLogBucket(Construct):
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
             enforce_ssl=True,
-            lifecycle_rules=[
-                s3.LifecycleRule(abort_incomplete_multipart_upload_after=ABORT_INCOMPLETE_UPLOADS_AFTER)
-            ],
+            lifecycle_rules=versioned_bucket_lifecycle(),
             removal_policy=RemovalPolicy.RETAIN,
         )

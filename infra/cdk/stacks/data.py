@@ -15,6 +15,8 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from contracts.aws_names import (
+    BENCH_RESULTS_PREFIX,
+    BENCH_RESULTS_ROLE_ARN,
     BUCKET_KINDS,
     MODEL_SYNC_ROLE_ARN,
     REPOSITORY_KINDS,
@@ -26,13 +28,28 @@ from infra.cdk.acknowledge import acknowledge
 from infra.cdk.components.data_access_role import DataAccessRole, DataAccessRoleProps
 from infra.cdk.components.encryption_key import EncryptionKey, EncryptionKeyProps
 from infra.cdk.components.image_repository import ImageRepository, ImageRepositoryProps
+from infra.cdk.components.pod_identity_trust import pod_identity_principal
+from infra.cdk.components.prefix_access_role import BucketPrefix, PrefixAccessRole, PrefixAccessRoleProps
 from infra.cdk.components.secure_bucket import AccessLogBucket, SecureBucket, SecureBucketProps
 from infra.cdk.stacks.base import ZonedStack
 
 
 @dataclass(frozen=True)
+class PodIdentityScope:
+    """Where the Pod Identity roles may be used: one cluster, one namespace, one service account each."""
+
+    cluster_name: str
+    namespace: str
+    model_sync_service_account: str
+    bench_service_account: str
+
+
+@dataclass(frozen=True)
 class DataStackProps:
     resource_prefix: str
+    pod_identity: PodIdentityScope
+    # Prefix of the models bucket the in-cluster bench reads its artifacts tree from.
+    bench_artifacts_prefix: str
 
 
 class DataStack(ZonedStack):
@@ -85,13 +102,35 @@ class DataStack(ZonedStack):
             "ModelSyncAccess",
             props=DataAccessRoleProps(
                 description="OVMS model sync on EKS (Pod Identity): reads the models bucket only",
-                assumed_by=iam.ServicePrincipal("pods.eks.amazonaws.com").with_session_tags(),
+                assumed_by=pod_identity_principal(
+                    self,
+                    cluster_name=props.pod_identity.cluster_name,
+                    namespace=props.pod_identity.namespace,
+                    service_account=props.pod_identity.model_sync_service_account,
+                ),
                 buckets=(self.buckets["models"],),
                 key=self.key,
                 write=False,
             ),
         ).role
         CfnOutput(self, MODEL_SYNC_ROLE_ARN, value=self.model_sync_role.role_arn)
+        self.bench_results_role = PrefixAccessRole(
+            self,
+            "BenchResultsAccess",
+            props=PrefixAccessRoleProps(
+                description="In-cluster bench (Pod Identity): reads its artifacts, writes only bench results",
+                assumed_by=pod_identity_principal(
+                    self,
+                    cluster_name=props.pod_identity.cluster_name,
+                    namespace=props.pod_identity.namespace,
+                    service_account=props.pod_identity.bench_service_account,
+                ),
+                key=self.key,
+                reads=(BucketPrefix(self.buckets["models"], props.bench_artifacts_prefix),),
+                writes=(BucketPrefix(self.buckets["results"], BENCH_RESULTS_PREFIX),),
+            ),
+        ).role
+        CfnOutput(self, BENCH_RESULTS_ROLE_ARN, value=self.bench_results_role.role_arn)
         training = DataAccessRole(
             self,
             "TrainingAccess",

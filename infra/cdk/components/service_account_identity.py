@@ -1,4 +1,4 @@
-"""EKS Pod Identity for the OVMS model sync: its pods get the (read-only) model sync role."""
+"""EKS Pod Identity for one service account: its pods get the given role (via the agent add-on)."""
 
 from __future__ import annotations
 
@@ -10,23 +10,18 @@ from constructs import Construct
 
 
 @dataclass(frozen=True)
-class ModelSyncIdentityProps:
+class ServiceAccountIdentityProps:
     cluster: eks.Cluster
     namespace: str
     service_account: str
     role: iam.IRole
+    # The eks-pod-identity-agent add-on: without it running, pods get no credentials.
+    agent: eks.CfnAddon
 
 
-class ModelSyncIdentity(Construct):
-    def __init__(self, scope: Construct, construct_id: str, *, props: ModelSyncIdentityProps) -> None:
+class ServiceAccountIdentity(Construct):
+    def __init__(self, scope: Construct, construct_id: str, *, props: ServiceAccountIdentityProps) -> None:
         super().__init__(scope, construct_id)
-        agent = eks.Addon(
-            self,
-            "PodIdentityAgent",
-            # aws_eks_v2.Cluster implements ICluster, but its binding omits kubectl_provider_options.
-            cluster=props.cluster,  # type: ignore[arg-type]
-            addon_name="eks-pod-identity-agent",
-        )
         self.role = props.role
         association = eks.CfnPodIdentityAssociation(
             self,
@@ -36,4 +31,4 @@ class ModelSyncIdentity(Construct):
             service_account=props.service_account,
             role_arn=self.role.role_arn,
         )
-        association.node.add_dependency(agent)
+        association.node.add_dependency(props.agent)
