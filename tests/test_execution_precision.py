@@ -163,3 +163,6 @@ def test_report_rows_are_labelled_with_what_ran() -> None:
     ovms = {**old, "execution_precision": "bf16", "execution_reported_by": "plugin_config"}
     assert precision_label({**ovms, "model": {**old["model"], "precision": "bf16"}}) == "bf16 (pinned bf16)"
     assert "| int8 (ran u8+f32) |" in markdown_table([ran], {})
+    # A server reports only the hint: an INT8 model's quantized layers do not run in f32.
+    served = {**old, "execution_precision": "f32", "execution_reported_by": "server"}
+    assert precision_label(served) == "int8 (hint f32)"

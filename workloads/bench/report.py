@@ -135,9 +135,10 @@ def _base_label(row: Mapping[str, Any]) -> str:
 
 
 def precision_label(row: Mapping[str, Any]) -> str:
-    """The variant and what executed: ``fp32 (ran f32)``, ``int8 (ran u8+f32)`` from the layer mix
-    (most layers first), ``fp32 (pinned f32)`` where only the server's pin is known; the variant
-    alone for results that do not say."""
+    """The variant and what executed: ``int8 (ran u8+f32)`` from the layer mix (most layers first);
+    ``int8 (hint f32)`` where only the floating-point hint is known (a server's report: an INT8
+    model's quantized layers still run in integers), ``fp32 (pinned f32)`` where only the deploy's
+    pin is; the variant alone for results that do not say."""
     precision = row["model"]["precision"]
     layers = row.get("layer_precisions") or {}
     if layers:
@@ -146,7 +147,7 @@ def precision_label(row: Mapping[str, Any]) -> str:
     hint = row.get("execution_precision")
     if not hint:
         return precision
-    verb = "pinned" if row.get("execution_reported_by") == "plugin_config" else "ran"
+    verb = "pinned" if row.get("execution_reported_by") == "plugin_config" else "hint"
     return f"{precision} ({verb} {hint})"
 
 
