@@ -26,6 +26,7 @@ import pytest
 import yaml
 from loopback import serving
 from moto_aws import REGION, moto_session  # noqa: F401 (fixture)
+from test_bench_server import FAST_BENCH
 
 from contracts.config import ToolkitConfig, load_config
 from contracts.errors import BenchError
@@ -45,17 +46,6 @@ BUCKET = "bmc-e2e-artifacts"
 TREE_PREFIX = "trees/laptop"
 RESULTS_PREFIX = "bench-results"
 TEST_KEYS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
-# Small but complete: both scenarios, the minimum repetitions, known answers before and after.
-FAST_BENCH = {
-    "batch_size": 4,
-    "concurrency": 2,
-    "warmup_seconds": 0.1,
-    "min_duration_seconds": 0.2,
-    "min_requests": 5,
-    "repetitions": 3,
-    "known_answer_images": 8,
-    "request_timeout_seconds": 10,
-}
 CONTAINER_TIMEOUT_S = 180
 
 

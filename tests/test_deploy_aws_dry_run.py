@@ -28,15 +28,14 @@ def _offline_prefix() -> list[str]:
     return []
 
 
-def _clean_environment(home: Path, isolated: bool) -> dict[str, str]:
+def _clean_environment(home: Path) -> dict[str, str]:
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(home), "LANG": "C.UTF-8"}
     node = shutil.which("node")
     if node:
         env["PATH"] = f"{Path(node).parent}:{env['PATH']}"
-    if not isolated:
-        # Without a namespace, keep the SDKs off the instance-metadata address and the CDK CLI's
-        # telemetry off: the run must still send nothing beyond loopback.
-        env |= {"AWS_EC2_METADATA_DISABLED": "true", "CDK_DISABLE_CLI_TELEMETRY": "true"}
+    # Also inside the namespace: keep the SDKs off the instance-metadata address and the CDK CLI's
+    # telemetry off, so the run sends nothing beyond loopback even where unshare is refused.
+    env |= {"AWS_EC2_METADATA_DISABLED": "true", "CDK_DISABLE_CLI_TELEMETRY": "true"}
     return env
 
 
@@ -48,7 +47,7 @@ def test_dry_run_on_a_fresh_checkout_without_credentials_synthesizes_every_stack
     result = subprocess.run(
         command,
         cwd=ROOT,
-        env=_clean_environment(home, isolated=bool(prefix)),
+        env=_clean_environment(home),
         capture_output=True,
         text=True,
         timeout=600,
@@ -87,7 +86,7 @@ def test_dry_run_on_a_fresh_checkout_without_credentials_synthesizes_every_stack
     ],
 )
 def test_a_mistyped_setting_stops_the_program_with_one_line(tmp_path, variable, expected):
-    env = _clean_environment(tmp_path, isolated=False) | {variable: "useast1"}
+    env = _clean_environment(tmp_path) | {variable: "useast1"}
     result = subprocess.run(
         [str(INVOKE), "up", "--target", "aws", "--dry-run", "--artifacts-dir", str(tmp_path / "artifacts")],
         cwd=ROOT,

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from test_bench_results import document
+from test_bench_server import FAST_BENCH
 
 from contracts.config import load_config
 from contracts.errors import BenchError, ConfigError, DeployError
@@ -87,23 +88,13 @@ def test_the_cpu_refusal_reads_the_bf16_flags() -> None:
 
 # --- in process, end to end on the served repository --------------------------------------------
 
-FAST = {
-    "batch_size": 4,
-    "concurrency": 2,
-    "warmup_seconds": 0.1,
-    "min_duration_seconds": 0.2,
-    "min_requests": 5,
-    "repetitions": 3,
-    "known_answer_images": 8,
-}
-
 
 def _config(tmp_path: Path, served_repository: Path, precision: str):
     root = tmp_path / "artifacts"
     root.mkdir()
     for name in ("data", "runs", "models"):
         (root / name).symlink_to(served_repository / name)
-    return load_config({"artifacts_dir": str(root), "bench": {**FAST, "precision": precision}})
+    return load_config({"artifacts_dir": str(root), "bench": {**FAST_BENCH, "precision": precision}})
 
 
 @pytest.mark.slow

@@ -7,13 +7,11 @@ sweep run never hides a row's batch figures, nor the other way round.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from contracts.files import temporary_sibling
-from workloads.bench.report import MISSING, merge_results, row_labels
+from workloads.bench.report import MISSING, merge_results, row_labels, save_figure
 from workloads.bench.report import _number as number
 
 CURVE_PNG = "curve.png"
@@ -185,14 +183,7 @@ def curve_chart(results: Sequence[Mapping[str, Any]], path: Path) -> Path | None
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
         fig.tight_layout()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = temporary_sibling(path, "tmp")
-        try:
-            fig.savefig(tmp, format="png")
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        save_figure(fig, path)
     finally:
         plt.close(fig)
     return path

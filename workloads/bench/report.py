@@ -565,18 +565,22 @@ def bar_chart(
         handles = [Patch(color=_PRECISION_COLOURS.get(p, "#8172B3"), label=p) for p in precisions]
         latency_ax.legend(handles=handles, loc="lower right", fontsize=8)
         fig.tight_layout()
-
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = temporary_sibling(path, "tmp")
-        try:
-            fig.savefig(tmp, format="png")
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        save_figure(fig, path)
     finally:
         plt.close(fig)
     return path
+
+
+def save_figure(fig: Any, path: Path) -> None:
+    """``fig`` as a PNG at ``path``, atomically: a reader never sees half a chart."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_sibling(path, "tmp")
+    try:
+        fig.savefig(tmp, format="png")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _scenarios(rows: Sequence[Mapping[str, Any]], name: str) -> list[Mapping[str, Any]]:
