@@ -334,7 +334,7 @@ IN_CLUSTER = either(target_names(lambda t: t.in_cluster_bench))
     help={
         "target": f"{either(DEPLOY_TARGETS)} (each reads the endpoints `invoke up` recorded)",
         "endpoint": "any KServe v2 server (OVMS included): http://host:port for REST, host:port for gRPC",
-        "pool": "node pool to measure (aws: c5, c6i; vsphere: icelake; default: every recorded pool)",
+        "pool": "node pool to measure (default: every recorded pool serving --precision)",
         "runtime": "server (over the network), or openvino / tensorflow in process (baselines)",
         "scenario": "batch (Offline: images/s), realtime (SingleStream: latency), all (both; the default), "
         "sweep (throughput–latency curve), rate (open loop) or max-rate (highest rate under a p99 bound); "

@@ -4,13 +4,16 @@
     .venv/bin/python benchmarks/inprocess_vs_benchmark_app.py --default-model   # random weights
     .venv/bin/python benchmarks/inprocess_vs_benchmark_app.py --artifacts-dir artifacts --precision int8
 
-Same hint, batch, infer requests (benchmark_app's -nireq; default OpenVINO's optimal number) and
+Same hint, batch, infer requests (benchmark_app's -nireq; default OpenVINO's optimal number),
 inference precision (-infer_precision, default f32: on AVX512_BF16 / AMX CPUs OpenVINO otherwise
-runs bf16). Rounds are interleaved — benchmark_app, then each toolkit variant — so a drifting
-machine hits all alike; the medians of the rounds are compared (goal: within 5 %).
+runs bf16) and input element type (-ip f32: the IR's FP32 tensor, which benchmark_app would feed
+as u8 for an image input). Rounds are interleaved — benchmark_app, then each toolkit variant — so a drifting
+machine hits all alike; the medians of the rounds are compared (goal: within 5 %). Each toolkit
+runner measures in a fresh process of its own with its one compiled model, as benchmark_app does.
 
   benchmark_app          -b: the IR reshaped to a static batch
-  benchmark_app-dynamic  -shape image[-1,S,S,3] -data_shape image[B,S,S,3]: the IR's dynamic batch
+  benchmark_app-dynamic  -shape image[-1,S,S,3] -data_shape image[B,S,S,3] -inference_only True:
+                         the IR's dynamic batch, inputs set once as for a static model
   async-static    workloads.bench.inprocess.AsyncRunner, batch made static (vs benchmark_app)
   async-dynamic   the same loop on the IR's dynamic batch, as the local server and OVMS compile it
                   (vs benchmark_app-dynamic)
@@ -22,6 +25,7 @@ machine hits all alike; the medians of the rounds are compared (goal: within 5 %
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import statistics
@@ -47,12 +51,19 @@ def benchmark_app(xml: Path, args: argparse.Namespace, nireq: int, dynamic: tupl
     if dynamic:
         size = ",".join(str(d) for d in dynamic[1:])
         shape = ["-shape", f"image[-1,{size}]", "-data_shape", f"image[{args.batch},{size}]"]
+        # On a dynamic model benchmark_app refills the inputs inside its loop unless told; the
+        # toolkit's loop sets each request's tensor once, as benchmark_app does for static models.
+        shape += ["-inference_only", "True"]
     else:
         shape = ["-b", str(args.batch)]  # benchmark_app reshapes the IR to this static batch
     command = [
         shutil.which("benchmark_app") or str(Path(sys.executable).with_name("benchmark_app")),
         "-m", str(xml), "-d", "CPU", "-hint", args.hint.lower(), *shape,
         "-nireq", str(nireq), "-t", str(args.seconds), "-infer_precision", args.infer_precision,
+        # benchmark_app feeds an image-like input as u8 unless told (its -ip default for images):
+        # a u8→f32 conversion it adds in the graph, on a quarter of the bytes. The server and the
+        # toolkit's runners take the IR's own FP32 tensor, so benchmark_app must too.
+        "-ip", "f32",
     ]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     match = re.search(r"Throughput:\s+([\d.]+)\s+FPS", result.stdout)
@@ -122,6 +133,7 @@ def main() -> int:
         "--concurrency", type=int, default=4, help="bench-client: requests in flight (bench.concurrency)"
     )
     parser.add_argument("--build-default-model-into", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--measure", choices=TOOLKIT_RUNNERS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.build_default_model_into:
         default_model_ir(args.build_default_model_into)
@@ -129,6 +141,12 @@ def main() -> int:
     if min(args.batch, args.seconds, args.rounds, args.concurrency) < 1 or args.nireq < 0:
         raise ToolkitError("--batch, --seconds, --rounds and --concurrency must be >= 1, --nireq >= 0")
     opt_out_of_openvino_telemetry()
+    if args.measure:
+        print(f"images/s {measure(args, Path(args.xml), args.measure):.3f}", flush=True)
+        # The figure is out; skip tearing OpenVINO down. Destroying a compiled model right after its
+        # AsyncInferQueue's callbacks once hung (its stream thread waiting for the GIL the destructor
+        # held) and, at interpreter exit, once aborted ("terminate called without an active exception").
+        os._exit(0)
     workdir = Path(tempfile.mkdtemp(prefix="inprocess-vs-benchmark-app-"))
     try:
         return compare(args, find_xml(args, workdir))
@@ -136,61 +154,94 @@ def main() -> int:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def compare(args: argparse.Namespace, xml: Path) -> int:
-    if not xml.is_file():
-        raise ToolkitError(f"{xml} does not exist")
+TOOLKIT_RUNNERS = ("async-static", "async-dynamic", "bench-client")
+# Each toolkit figure and the benchmark_app figure it is compared with (same static/dynamic batch).
+REFERENCES = {
+    "async-static": "benchmark_app",
+    "async-dynamic": "benchmark_app-dynamic",
+    "bench-client": "benchmark_app-dynamic",
+}
+
+
+def measure(args: argparse.Namespace, xml: Path, runner: str) -> float:
+    """One toolkit runner's images/s, in this (fresh) process: its model compiled alone, as
+    benchmark_app's is, one warm-up second, then ``--seconds``."""
     properties = compile_properties(args)
     static = compile_ir(xml, properties, batch_size=args.batch)
     nireq = args.nireq or optimal_nireq(static)
-    dynamic = compile_ir(xml, properties)
-    runners = {
-        "async-static": AsyncRunner(static, nireq=nireq),
-        "async-dynamic": AsyncRunner(dynamic, nireq=nireq),
-    }
-    client = AsyncOpenVinoClient(xml, model=xml.stem, image_size=0, compile_config=properties, nireq=nireq)
     shape = tuple(d.get_length() for d in static.input(0).get_partial_shape())
     rng = np.random.default_rng(0)
     batches = [rng.uniform(0, 255, shape).astype(np.float32) for _ in range(max(nireq, args.concurrency))]
-    prepared = prepare_requests(client, batches)
-    print(
-        f"{xml} · {args.hint} · batch {args.batch} · nireq {nireq} · infer_precision {args.infer_precision} "
-        f"· {args.rounds} rounds of {args.seconds} s (executed precision: "
-        f"{static.get_property('INFERENCE_PRECISION_HINT')})",
-        flush=True,
-    )
-    # Each toolkit figure and the benchmark_app figure it is compared with (same static/dynamic batch).
-    references = {"async-static": "benchmark_app", "async-dynamic": "benchmark_app-dynamic"}
-    references["bench-client"] = "benchmark_app-dynamic"
-    figures: dict[str, list[float]] = {
-        "benchmark_app": [],
-        "benchmark_app-dynamic": [],
-        **{name: [] for name in runners},
-        "bench-client": [],
-    }
-    for runner in runners.values():  # warm-up, as benchmark_app's first inference
-        runner.run(batches, min_seconds=1.0, min_requests=nireq)
-    for number in range(1, args.rounds + 1):
-        figures["benchmark_app"].append(benchmark_app(xml, args, nireq))
-        figures["benchmark_app-dynamic"].append(benchmark_app(xml, args, nireq, dynamic=shape))
-        for name, runner in runners.items():
-            figures[name].append(
-                runner.run(batches, min_seconds=args.seconds, min_requests=nireq).images_per_second
-            )
+    if runner == "bench-client":
+        del static
+        client = AsyncOpenVinoClient(
+            xml, model=xml.stem, image_size=0, compile_config=properties, nireq=nireq
+        )
+        prepared = prepare_requests(client, batches)
+        run_load(client, prepared, concurrency=args.concurrency, min_seconds=1.0, min_requests=nireq)
         window = run_load(
             client, prepared, concurrency=args.concurrency, min_seconds=args.seconds, min_requests=nireq
         )
+        client.close()
         if window.errors:
             raise ToolkitError(f"bench-client: {window.errors} requests failed: {window.first_error}")
-        figures["bench-client"].append(sum(window.images) / window.seconds)
+        return sum(window.images) / window.seconds
+    compiled = static if runner == "async-static" else compile_ir(xml, properties)
+    if runner != "async-static":
+        del static
+    loop = AsyncRunner(compiled, nireq=nireq)
+    loop.run(batches, min_seconds=1.0, min_requests=nireq)  # warm-up, as benchmark_app's first inference
+    return loop.run(batches, min_seconds=args.seconds, min_requests=nireq).images_per_second
+
+
+def measured_in_child(args: argparse.Namespace, xml: Path, runner: str) -> float:
+    """``measure`` in a child process: no other compiled model (and no TensorFlow) beside it."""
+    command = [
+        sys.executable, __file__, "--xml", str(xml), "--measure", runner,
+        "--hint", args.hint, "--batch", str(args.batch), "--nireq", str(args.nireq),
+        "--infer-precision", args.infer_precision, "--seconds", str(args.seconds),
+        "--concurrency", str(args.concurrency),
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    match = re.search(r"^images/s ([\d.]+)$", result.stdout, re.MULTILINE)
+    if result.returncode != 0 or not match:
+        tail = (result.stdout + result.stderr)[-500:]
+        raise ToolkitError(f"{runner} failed (exit {result.returncode}):\n{tail}")
+    return float(match.group(1))
+
+
+def compare(args: argparse.Namespace, xml: Path) -> int:
+    if not xml.is_file():
+        raise ToolkitError(f"{xml} does not exist")
+    static = compile_ir(xml, compile_properties(args), batch_size=args.batch)
+    nireq = args.nireq or optimal_nireq(static)
+    shape = tuple(d.get_length() for d in static.input(0).get_partial_shape())
+    print(
+        f"{xml} · {args.hint} · batch {args.batch} · nireq {nireq} · infer_precision {args.infer_precision} "
+        f"· {args.rounds} rounds of {args.seconds} s, each runner in a process of its own (executed "
+        f"precision: {static.get_property('INFERENCE_PRECISION_HINT')})",
+        flush=True,
+    )
+    del static
+    figures: dict[str, list[float]] = {
+        "benchmark_app": [],
+        "benchmark_app-dynamic": [],
+        **{name: [] for name in TOOLKIT_RUNNERS},
+    }
+    for number in range(1, args.rounds + 1):
+        figures["benchmark_app"].append(benchmark_app(xml, args, nireq))
+        figures["benchmark_app-dynamic"].append(benchmark_app(xml, args, nireq, dynamic=shape))
+        for name in TOOLKIT_RUNNERS:
+            figures[name].append(measured_in_child(args, xml, name))
         print(f"round {number}: " + " · ".join(f"{k} {v[-1]:.1f}" for k, v in figures.items()), flush=True)
     print("| runner | images/s (median) | rounds | ratio to | ratio | goal |")
     print("|---|---:|---|---|---:|---|")
     for name, values in figures.items():
         value = statistics.median(values)
         rounds = ", ".join(f"{v:.1f}" for v in values)
-        if name in references:
-            ratio = value / statistics.median(figures[references[name]])
-            print(f"| {name} | {value:.1f} | {rounds} | {references[name]} | {ratio:.3f} | within 5 % |")
+        if name in REFERENCES:
+            ratio = value / statistics.median(figures[REFERENCES[name]])
+            print(f"| {name} | {value:.1f} | {rounds} | {REFERENCES[name]} | {ratio:.3f} | within 5 % |")
         else:
             print(f"| {name} | {value:.1f} | {rounds} | — | — | — |")
     return 0

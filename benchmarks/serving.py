@@ -3,14 +3,14 @@
     .venv/bin/invoke pipeline              # once: a trained, optimized, published model
     .venv/bin/python benchmarks/serving.py      # starts the local server if needed
 
-Prints three tables (goals from the serving issue):
+Prints two tables (goals from the serving issue):
   1. served (gRPC, local server) vs in-process OpenVINO, same IR and hint:
      batch throughput ratio (goal >= 0.90) and real-time p50 overhead (goal <= 1 ms), with where
      the difference goes: the server's own time per request (its /metrics) beside the client's,
      and the CPU seconds per request of the client and the server processes (/proc/<pid>/stat);
-  2. the tool's in-process OpenVINO figure vs OpenVINO's own benchmark_app on the same IR and
-     hint, batch 1 with benchmark_app's number of requests in flight (goal: within 5%);
-  3. OpenVINO FP32 vs INT8 vs TensorFlow, in process, batch scenario.
+  2. OpenVINO FP32 vs INT8 vs TensorFlow, in process, batch scenario.
+The in-process runner against OpenVINO's own benchmark_app (same IR, hint, batch, requests in
+flight and input type) is benchmarks/inprocess_vs_benchmark_app.py.
 Every figure is the median of the toolkit's repetitions (bench.repetitions, min duration).
 """
 
@@ -18,19 +18,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
-import shutil
-import statistics
-import subprocess
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 from contracts.config import load_config, replace
 from contracts.errors import ToolkitError
-from contracts.model_repository import execution_precision
 from workloads.bench.conditions import LoadMonitor
-from workloads.bench.run import find_published, run_bench
+from workloads.bench.run import run_bench
 from workloads.bench.server_metrics import process_cpu_seconds
 from workloads.serving.local import start
 
@@ -61,40 +55,14 @@ def median(document: dict, scenario: str, key: str) -> float:
     return document["scenarios"][scenario]["summary"][key]["median"]
 
 
-def benchmark_app_fps(xml: Path, seconds: int, nireq: int, infer_precision: str) -> float:
-    command = [
-        shutil.which("benchmark_app") or str(Path(sys.executable).with_name("benchmark_app")),
-        "-m", str(xml), "-d", "CPU", "-hint", "throughput", "-b", "1",
-        "-nireq", str(nireq), "-t", str(seconds), "-infer_precision", infer_precision,
-    ]  # fmt: skip
-    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    match = re.search(r"Throughput:\s+([\d.]+)\s+FPS", output)
-    if not match:
-        raise ToolkitError(f"benchmark_app printed no throughput:\n{output[-500:]}")
-    return float(match.group(1))
-
-
-def optimal_requests(xml: Path) -> int:
-    import openvino as ov
-    import openvino.properties.hint as hints
-
-    compiled = ov.Core().compile_model(
-        str(xml), "CPU", {hints.performance_mode: hints.PerformanceMode.THROUGHPUT}
-    )
-    return int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--artifacts-dir", default="artifacts")
-    parser.add_argument("--precision", default="int8", help="model compared in tables 1 and 2")
-    parser.add_argument("--benchmark-app-seconds", type=int, default=15)
-    parser.add_argument(
-        "--rounds", type=int, default=3, help="table 2: interleaved rounds (tool, then benchmark_app)"
-    )
-    parser.add_argument("--tables", default="1,2,3", help="which tables to measure, e.g. 2 or 1,3")
+    parser.add_argument("--precision", default="int8", help="model compared in table 1")
+    parser.add_argument("--protocol", default="grpc", choices=["grpc", "rest"], help="table 1: served over")
+    parser.add_argument("--tables", default="1,2", help="which tables to measure, e.g. 2 or 1,2")
     parser.add_argument(
         "--concurrency", type=int, help="batch scenario: requests in flight (default: bench.concurrency)"
     )
@@ -144,20 +112,19 @@ def main() -> int:
 
     bs, conc = config.bench.batch_size, config.bench.concurrency
     if 1 in tables:
-        served_vs_in_process(config, args.precision, bench)
+        served_vs_in_process(config, args.precision, args.protocol, bench)
     if 2 in tables:
-        tool_vs_benchmark_app(config, args, bench)
-    if 3 in tables:
         runtimes(bs, conc, bench)
     return 0
 
 
-def served_vs_in_process(config, precision: str, bench) -> None:
+def served_vs_in_process(config, precision: str, protocol: str, bench) -> None:
     print(
-        f"1/3 served vs in-process ({precision}, gRPC, hint {config.serving.performance_hint}) …", flush=True
+        f"1/2 served vs in-process ({precision}, {protocol}, hint {config.serving.performance_hint}) …",
+        flush=True,
     )
     # One scenario per bench, so each one's CPU seconds are its own.
-    served = {name: bench("server", (name,), protocol="grpc") for name in ("batch", "realtime")}
+    served = {name: bench("server", (name,), protocol=protocol) for name in ("batch", "realtime")}
     local = {name: bench("openvino", (name,)) for name in ("batch", "realtime")}
     served_ips = median(served["batch"], "batch", "images_per_second")
     local_ips = median(local["batch"], "batch", "images_per_second")
@@ -207,33 +174,8 @@ def served_vs_in_process(config, precision: str, bench) -> None:
     )
 
 
-def tool_vs_benchmark_app(config, args, bench) -> None:
-    xml = find_published(config.paths.model_repository, config.optimize.model_name, args.precision).xml
-    nireq = optimal_requests(xml)
-    print(
-        f"2/3 tool vs benchmark_app ({args.precision}, THROUGHPUT, batch 1, {nireq} requests in flight, "
-        f"{args.rounds} interleaved rounds) …",
-        flush=True,
-    )
-    tools, references = [], []
-    for _round in range(args.rounds):  # interleaved, so the VM's drift hits both alike
-        document = bench("openvino", ("batch",), batch_size=1, concurrency=nireq)
-        tools.append(median(document, "batch", "images_per_second"))
-        references.append(
-            benchmark_app_fps(xml, args.benchmark_app_seconds, nireq, execution_precision(args.precision))
-        )
-    tool, reference = statistics.median(tools), statistics.median(references)
-    print("| tool in-process images/s (rounds) | benchmark_app FPS (rounds) | difference of medians | goal |")
-    print("|---:|---:|---:|---|")
-    print(
-        f"| {tool:.1f} ({', '.join(f'{t:.0f}' for t in tools)}) "
-        f"| {reference:.1f} ({', '.join(f'{r:.0f}' for r in references)}) "
-        f"| {tool / reference - 1:+.1%} | within 5% |"
-    )
-
-
 def runtimes(bs: int, conc: int, bench) -> None:
-    print("3/3 OpenVINO FP32 vs INT8 vs TensorFlow, in process …", flush=True)
+    print("2/2 OpenVINO FP32 vs INT8 vs TensorFlow, in process …", flush=True)
     rows = [
         ("OpenVINO INT8", bench("openvino", ("batch",), precision="int8")),
         ("OpenVINO FP32", bench("openvino", ("batch",), precision="fp32")),

@@ -25,7 +25,6 @@ from workloads.bench.clients import (
     ModelMetadata,
     ModelMissing,
     NotReady,
-    OpenVinoClient,
     RequestTimeout,
     RestClient,
     RetryPolicy,
@@ -35,6 +34,7 @@ from workloads.bench.clients import (
     is_loopback,
     with_retries,
 )
+from workloads.bench.inprocess import AsyncOpenVinoClient
 from workloads.bench.inputs import load_bench_images
 from workloads.bench.run import detect_runtime
 from workloads.bench.scenarios import ScenarioSettings, prepare_requests, run_batch, run_realtime
@@ -203,7 +203,9 @@ def test_runtime_detection_from_server_metadata():
 @pytest.fixture(scope="module")
 def openvino_client(tmp_path_factory):
     xml = tiny_ir(tmp_path_factory.mktemp("ir"))
-    return OpenVinoClient(xml, model="tiny", image_size=S, compile_config={"PERFORMANCE_HINT": "THROUGHPUT"})
+    return AsyncOpenVinoClient(
+        xml, model="tiny", image_size=S, compile_config={"PERFORMANCE_HINT": "THROUGHPUT"}
+    )
 
 
 def test_openvino_client_answers_probabilities_and_jpeg_equals_decoded_tensor(openvino_client):
@@ -394,7 +396,7 @@ def server_clients(info) -> list[InferenceClient]:
 def test_rest_and_grpc_answer_as_the_model_does_in_process(local_server, bench_images, served_repository):
     """Both tritonclient clients, tensors and JPEG files: the server's answers equal the IR's in process."""
     (xml,) = (served_repository / "models" / "bone-marrow-fp32").glob("*/model.xml")
-    reference = OpenVinoClient(xml, model="fp32", image_size=SERVED, compile_config={})
+    reference = AsyncOpenVinoClient(xml, model="fp32", image_size=SERVED, compile_config={})
     indices = list(range(len(bench_images)))
     expected = {fmt: reference.infer(bench_images.batch(indices, fmt)) for fmt in ("tensor", "jpeg")}
     for client in server_clients(local_server):

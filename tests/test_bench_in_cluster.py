@@ -24,6 +24,7 @@ from contracts.config import load_config
 from contracts.errors import BenchError, DeployError
 from workloads.bench.in_cluster import (
     artifacts_source,
+    dry_run,
     kubeconfig_for,
     results_location,
     run_in_cluster,
@@ -127,6 +128,44 @@ def test_bench_targets_maps_the_flags(tmp_path: Path) -> None:
         bench_targets(config, target="aws", endpoint=None, pool=None)
     with pytest.raises(BenchError, match="unknown target 'gcp'"):
         bench_targets(config, target="gcp", endpoint=url, pool=None)
+
+
+def test_recorded_pools_that_do_not_serve_the_precision_are_skipped_as_the_jobs_are(tmp_path: Path) -> None:
+    from workloads.k8s.endpoints import record_endpoints
+
+    config = load_config(
+        {
+            "artifacts_dir": str(tmp_path),
+            "serving": {"precisions": ["fp32", "int8", "bf16"]},
+            "bench": {"precision": "bf16"},
+        }
+    )
+    endpoints = {
+        pool: {"rest": f"http://{pool}.example.test:8000", "grpc": f"{pool}.example.test:9000"}
+        for pool in ("c5", "c6i", "c7i")
+    }
+    record_endpoints(config, target="aws", endpoints=endpoints)
+    lines: list[str] = []
+    # c5 (Cascade Lake) and c6i (Ice Lake) serve no bf16 variant: only c7i is measured.
+    assert bench_targets(config, target="aws", endpoint=None, pool=None, progress=lines.append) == (
+        "aws",
+        [("c7i", "c7i.example.test:9000")],
+    )
+    assert lines == [
+        "skipping pool c5: it does not serve bench.precision bf16",
+        "skipping pool c6i: it does not serve bench.precision bf16",
+    ]
+    with pytest.raises(BenchError) as refused:
+        bench_targets(config, target="aws", endpoint=None, pool="c5")
+    assert str(refused.value) == (
+        "pool c5 of aws does not serve bench.precision bf16 (it serves fp32, int8); pools serving it: c7i"
+    )
+    int8 = load_config({"artifacts_dir": str(tmp_path), "serving": {"precisions": ["fp32", "int8", "bf16"]}})
+    assert [pool for pool, _ in bench_targets(int8, target="aws", endpoint=None, pool=None)[1]] == [
+        "c5",
+        "c6i",
+        "c7i",
+    ]
 
 
 def test_the_job_command_labels_the_result_and_prints_it(tmp_path: Path) -> None:
@@ -339,8 +378,9 @@ def _run(
     pool: str | None = None,
     session: Any = None,
     progress: Callable[[str], None] = lambda _line: None,
+    settings: dict[str, Any] | None = None,
 ) -> list[Path]:
-    config = load_config({"artifacts_dir": str(tmp_path)})
+    config = load_config({"artifacts_dir": str(tmp_path), **(settings or {})})
     clock = Clock()
     return run_in_cluster(
         config,
@@ -404,6 +444,60 @@ def test_one_pool_asked_for(tmp_path: Path, aws_cluster: AwsCluster) -> None:
     with pytest.raises(BenchError, match="aws has no pool 'icelake'; configured pools: c5, c6i, c7i"):
         _run(tmp_path, api, pool="icelake", session=aws_cluster.session)
     assert aws_cluster.desired == [1, 0]  # a pool that does not exist scales nothing
+
+
+# bf16 served on c7i (Sapphire Rapids) only: the pools that do not serve bench.precision.
+BF16 = {"serving": {"precisions": ["fp32", "int8", "bf16"]}, "bench": {"precision": "bf16"}}
+
+
+def test_pools_that_do_not_serve_the_precision_are_skipped_and_said_so(
+    tmp_path: Path, aws_cluster: AwsCluster
+) -> None:
+    api = JobApi({"c7i": log_with(result("aws", "c7i"))}, scaled=aws_cluster.scaled)
+    lines: list[str] = []
+    (path,) = _run(tmp_path, api, session=aws_cluster.session, progress=lines.append, settings=BF16)
+    assert json.loads(path.read_text())["pool"] == "c7i"
+    assert [kind for kind in api.applied if kind.startswith("Job/")] == ["Job/bench-c7i-20250501100000"]
+    assert [line for line in lines if line.startswith("skipping")] == [
+        "skipping pool c5: it does not serve bench.precision bf16",
+        "skipping pool c6i: it does not serve bench.precision bf16",
+    ]
+
+
+def test_a_pool_asked_for_that_does_not_serve_the_precision_is_one_line(
+    tmp_path: Path, aws_cluster: AwsCluster
+) -> None:
+    api = JobApi({}, scaled=aws_cluster.scaled)
+    with pytest.raises(BenchError) as error:
+        _run(tmp_path, api, pool="c5", session=aws_cluster.session, settings=BF16)
+    assert str(error.value) == (
+        "pool c5 of aws does not serve bench.precision bf16 (it serves fp32, int8); pools serving it: c7i"
+    )
+    assert aws_cluster.desired == [] and api.applied == []  # refused before anything is scaled
+
+
+@pytest.mark.parametrize(
+    ("target", "settings", "message"),
+    [
+        # serving.precisions leaves bf16 out: no pool serves it.
+        (
+            "aws",
+            {"bench": {"precision": "bf16"}},
+            r"^bench.precision bf16 is served on no pool of aws: add it",
+        ),
+        # bf16 listed, but EKS Anywhere's default pool (Ice Lake) cannot execute it: render refuses too.
+        ("vsphere", BF16, r"^serving.precisions \(fp32, int8, bf16\) lists bf16, .* no pool of vsphere"),
+    ],
+)
+def test_a_precision_no_pool_serves_is_one_line(
+    tmp_path: Path, target: str, settings: dict[str, Any], message: str
+) -> None:
+    config = load_config({"artifacts_dir": str(tmp_path), **settings})
+    artifacts = PvcArtifacts(claim="bench-artifacts")
+    with pytest.raises(BenchError, match=message) as error:
+        dry_run(config, target=target, pool=None, image="r/b:1", artifacts=artifacts, results=None)
+    assert "\n" not in str(error.value)
+    assert not (tmp_path / "deploy").exists()
 
 
 def test_a_failed_job_is_one_line_with_the_last_log_line(tmp_path: Path) -> None:

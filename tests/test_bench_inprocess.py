@@ -61,6 +61,16 @@ def test_a_static_batch_is_made_as_benchmark_app_reshapes(tiny_xml):
     assert compile_ir(tiny_xml, PROPERTIES).input("image").get_partial_shape()[0].is_dynamic
 
 
+@pytest.mark.parametrize("batch_size", [None, 4])
+def test_every_request_of_the_queue_has_run_once_before_any_callback_thread(tiny_xml, batch_size):
+    # The queue's callbacks read outputs in OpenVINO's threads; the first numpy use of a tensor must
+    # not happen there concurrently (workloads.openvino_warmup): the constructor runs each request.
+    runner = AsyncRunner(compile_ir(tiny_xml, PROPERTIES, batch_size=batch_size), nireq=3)
+    shapes = [tuple(runner._queue[i].get_output_tensor(0).shape) for i in range(3)]
+    assert shapes == [(batch_size or 1, 21)] * 3  # run on zeros: a dynamic batch as 1, a static as is
+    assert runner.submit(images(batch_size or 2, 1)).shape == (batch_size or 2, 21)
+
+
 def test_the_loop_runs_at_least_the_requests_asked_for(tiny_xml):
     runner = AsyncRunner(compile_ir(tiny_xml, PROPERTIES), nireq=2)
     window = runner.run([images(4, 0), images(4, 1)], min_seconds=0.0, min_requests=25)

@@ -5,7 +5,8 @@ import pytest
 from test_bench_clients import S, tiny_ir
 
 from contracts.errors import BenchError
-from workloads.bench.clients import OpenVinoClient, RetryPolicy
+from workloads.bench.clients import RetryPolicy
+from workloads.bench.inprocess import AsyncOpenVinoClient
 from workloads.bench.known_answer import (
     REMOTE_TOLERANCE,
     SAME_MACHINE_TOLERANCE,
@@ -47,7 +48,9 @@ def models(tmp_path_factory):
     favourite[:, OTHER_CLASS] = 1.0  # "another model": one class wins for every image
     config = {"PERFORMANCE_HINT": "LATENCY"}
     return {
-        name: OpenVinoClient(tiny_ir(root / name, weights=w), model=name, image_size=S, compile_config=config)
+        name: AsyncOpenVinoClient(
+            tiny_ir(root / name, weights=w), model=name, image_size=S, compile_config=config
+        )
         for name, w in (("served", weights), ("same", weights.copy()), ("other", favourite))
     }
 

@@ -480,3 +480,83 @@ def test_a_busy_machine_is_marked_in_the_table_and_explained(tmp_path: Path):
     (caveat,) = [line for line in markdown.splitlines() if "busy with other work" in line]
     assert "local int8 (⚠ busy)" in caveat and "9.00 > 4" in caveat
     assert "- Machine load not recorded for aws/c5 int8 (results from an older toolkit)." in markdown
+
+
+def timed(
+    row: dict[str, Any], realtime: float | None = None, batch: float | None = None, reason: str | None = None
+) -> dict[str, Any]:
+    """``row`` with a server_time section: the server's mean request ms per scenario, or a reason."""
+
+    def figures(ms: float) -> dict[str, Any]:
+        return {"requests": 100, "mean_request_ms": ms, "inferences": 100, "mean_inference_ms": ms * 0.9}
+
+    measured = {
+        name: figures(ms) for name, ms in (("realtime", realtime), ("batch", batch)) if ms is not None
+    }
+    section: dict[str, Any] = {"source": "http://127.0.0.1:8000/metrics", "scenarios": measured}
+    if reason:
+        section["reason"] = reason
+    row["server_time"] = section
+    validate_results(row)
+    return row
+
+
+SERVER_COLUMN = "Server ms real-time (overhead) · batch"
+
+
+def test_the_server_column_shows_server_time_beside_the_client_and_says_why_when_missing():
+    unread = "http://10.0.0.5:8000/metrics has no ovms_request_time_us histogram for bone-marrow"
+    in_process = result("in-process", None, "openvino", "fp32")
+    in_process["server_time"] = {"source": None, "scenarios": {}, "reason": "in process: no server"}
+    results = [
+        # Client real-time mean (the helper's p50 median): 3.9 ms, 3.1 ms on c6i.
+        timed(result("local", "local", "kserve-openvino", "int8"), realtime=2.5, batch=60.0),
+        timed(result("aws", "c6i", "ovms", "int8", latency=(3.21, 3.1, 3.9, 5.55)), realtime=3.4, batch=40.0),
+        timed(result("aws", "c5", "ovms", "int8"), reason=unread),
+        timed(result("vsphere", "icelake", "ovms", "int8", latency=None), batch=120.0),
+        result("aws", "c7i", "ovms", "int8"),  # an older result: no server_time at all
+        in_process,
+    ]
+    markdown = markdown_table(results, {})
+    header, separator, *body = table_rows(markdown)
+    column = header.index(SERVER_COLUMN)
+    assert column == 9 and header[column + 1] == "Client CPU" and separator[column] == "---:"
+    cells = {row[1]: row[column] for row in body}
+    assert cells == {
+        "local": "2.50 (+1.40) · 60.0",
+        "c6i": "3.40 (−0.30) · 40.0",  # the server's mean above the client's: said, not hidden
+        "c5": "—",
+        "icelake": "— · 120",
+        "c7i": "—",
+        "—": "—",  # in process
+    }
+    notes = [line for line in markdown.splitlines() if line.startswith("- ")]
+    assert f"- No server time for aws/c5 int8: {unread}." in notes
+    assert "- Server time not recorded for aws/c7i int8 (no server_time in the result)." in notes
+    assert any(line.startswith("- Server ms = the server's own mean time per request") for line in notes)
+    # In process there is no server: its — needs no footnote; rows with every figure get none either.
+    assert "in process: no server" not in markdown
+    assert not any(
+        label in line
+        for line in notes
+        if "server time" in line.lower()
+        for label in ("local int8", "c6i", "icelake")
+    )
+
+
+def test_the_server_column_appears_only_when_a_served_row_recorded_server_time():
+    plain = [result("aws", "c6i", "ovms", "int8"), result("in-process", None, "openvino", "fp32")]
+    assert "Server ms" not in markdown_table(plain, {})
+    plain[1]["server_time"] = {"source": None, "scenarios": {}, "reason": "in process: no server"}
+    assert "Server ms" not in markdown_table(plain, {})  # in process alone: no server to show
+    timed(plain[0], reason="cannot read http://10.0.0.5:8000/metrics: timed out")
+    markdown = markdown_table(plain, {})
+    assert SERVER_COLUMN in table_rows(markdown)[0]
+    assert (
+        "- No server time for aws/c6i int8: cannot read http://10.0.0.5:8000/metrics: timed out." in markdown
+    )
+    # Figures missing without a reason (a restarted server's counters) still get a footnote.
+    timed(plain[0])
+    assert "- No server time for aws/c6i int8: its metrics counted no requests over the scenario." in (
+        markdown_table(plain, {})
+    )

@@ -245,17 +245,31 @@ def test_six_processes_writing_at_the_same_moment_keep_all_results(tmp_path):
     _check_all_kept(directory, paths)
 
 
-def test_the_csv_header_is_written_once_and_an_older_header_is_moved_aside(tmp_path):
+# The header before the server-time columns: same leading and trailing names, fewer in between.
+OLD_HEADER = (
+    "target,pool,runtime,protocol,model,precision,execution_precision,batch_size,concurrency,"
+    "batch_images_per_second,realtime_mean_ms,realtime_p50_ms,realtime_p90_ms,realtime_p99_ms,"
+    "paper_avg_ms,created_at,machine"
+)
+
+
+@pytest.mark.parametrize("old_header", ["target,pool,runtime", OLD_HEADER])
+def test_the_csv_header_is_written_once_and_an_older_header_is_moved_aside(tmp_path, old_header):
     directory = tmp_path / "bench"
     directory.mkdir()
-    old = "target,pool,runtime\nlocal,local,ovms\n"
+    old = f"{old_header}\n{','.join(['x'] * len(old_header.split(',')))}\n"
     (directory / "results.csv").write_text(old)
-    write_results(document(), directory)
-    write_results(document(), directory)
+    doc = document()
+    doc["server_time"] = {"source": "http://127.0.0.1:8000/metrics", "scenarios": {"realtime": SERVER_RT}}
+    write_results(doc, directory)
+    write_results(doc, directory)
     (aside,) = directory.glob("results.*.csv")
     assert aside.read_text() == old  # kept, not extended with rows it has no columns for
     lines = (directory / "results.csv").read_text().splitlines()
     assert lines[0] == ",".join(CSV_COLUMNS) and len(lines) == 3
+    for row in csv.DictReader(lines):  # every value under its own column
+        assert None not in row and None not in row.values()
+        assert row["server_realtime_request_ms"] == "3.000" and row["created_at"] == doc["created_at"]
 
 
 def test_a_line_left_unfinished_by_a_killed_writer_is_ended_first(tmp_path):
@@ -291,3 +305,48 @@ def test_the_conditions_field_and_the_csv_machine_column(tmp_path):
     with pytest.raises(BenchError, match="at conditions/machine:"):
         validate_results(doc)
     assert os.path.exists(tmp_path / "results.csv")
+
+
+SERVER_RT = {"requests": 160, "mean_request_ms": 3.0, "inferences": 160, "mean_inference_ms": 2.5}
+SERVER_BATCH = {"requests": 190, "mean_request_ms": 150.25, "inferences": 190, "mean_inference_ms": 140.0}
+SERVER_COLUMNS = ("server_batch_request_ms", "server_realtime_request_ms", "realtime_overhead_ms")
+
+
+def server_row(
+    tmp_path: Path, server_time: dict | None, *, scenarios: tuple[str, ...] = ("batch", "realtime")
+) -> tuple[str, ...]:
+    """The server-time columns of the CSV line written for ``document()`` with ``server_time``."""
+    doc = document()
+    doc["scenarios"] = {name: doc["scenarios"][name] for name in scenarios}
+    if server_time is not None:
+        doc["server_time"] = server_time
+    write_results(doc, tmp_path)
+    (row,) = csv.DictReader((tmp_path / "results.csv").open())
+    return tuple(row[column] for column in SERVER_COLUMNS)
+
+
+def test_the_csv_server_time_columns_and_the_realtime_overhead(tmp_path):
+    source = "http://127.0.0.1:8000/metrics"
+    both = {"source": source, "scenarios": {"batch": SERVER_BATCH, "realtime": SERVER_RT}}
+    # Client real-time mean: median of 4.0, 4.2, 3.9 = 4.0 ms; the server's 3.0 ms → 1.0 ms overhead.
+    assert server_row(tmp_path / "both", both) == ("150.250", "3.000", "1.000")
+    slower = {"source": source, "scenarios": {"realtime": {**SERVER_RT, "mean_request_ms": 4.5}}}
+    assert server_row(tmp_path / "slower", slower) == ("", "4.500", "-0.500")
+    batch_only = {"source": source, "scenarios": {"batch": SERVER_BATCH}}
+    assert server_row(tmp_path / "batch", batch_only, scenarios=("batch",)) == ("150.250", "", "")
+
+
+@pytest.mark.parametrize(
+    "server_time",
+    [
+        None,  # written before server_time existed
+        {"source": None, "scenarios": {}, "reason": "in process: no server"},
+        {"source": "http://127.0.0.1:8000/metrics", "scenarios": {}, "reason": "cannot read it"},
+        {  # a restarted server: no requests counted between the scrapes
+            "source": "http://127.0.0.1:8000/metrics",
+            "scenarios": {"realtime": {**SERVER_RT, "requests": 0, "mean_request_ms": None}},
+        },
+    ],
+)
+def test_the_csv_server_time_columns_are_empty_without_figures(tmp_path, server_time):
+    assert server_row(tmp_path, server_time) == ("", "", "")

@@ -31,12 +31,12 @@ from workloads.bench.clients import (
     BadRequest,
     GrpcClient,
     NotReady,
-    OpenVinoClient,
     RequestTimeout,
     RestClient,
     RetryPolicy,
     with_retries,
 )
+from workloads.bench.inprocess import AsyncOpenVinoClient
 from workloads.bench.inputs import load_bench_images
 from workloads.bench.results import CSV_COLUMNS, validate_results
 from workloads.bench.run import run_bench
@@ -361,7 +361,7 @@ def swapped_server(tmp_path_factory, served_repository):
     # "Another model": one class wins for every image — one the real model predicts for none of them.
     manifest = SplitManifest.load(served_repository / "data" / "split.json")
     images = load_bench_images(manifest, 8, S)
-    real = OpenVinoClient(fp32 / "model.xml", model="real", image_size=S, compile_config={})
+    real = AsyncOpenVinoClient(fp32 / "model.xml", model="real", image_size=S, compile_config={})
     predicted = set(np.argmax(real.infer(images.tensors), axis=1).tolist())
     unpredicted = sorted(set(range(21)) - predicted)
     for version, other_class in ((fp32, unpredicted[0]), (int8, unpredicted[1])):

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
 import pytest
+import yaml
 from test_bench_results import document
 from test_bench_server import FAST_BENCH
+from test_k8s_render import POD_IDENTITY, SECRET
 
 from contracts.config import load_config
 from contracts.errors import BenchError, ConfigError, DeployError
@@ -15,11 +18,10 @@ from workloads.bench import run as bench_run
 from workloads.bench.cpuinfo import cpu_info
 from workloads.bench.results import csv_row, validate_results
 from workloads.execution_precision import cpu_refusal
-from workloads.k8s.model_source import S3ModelSource
 from workloads.k8s.ovms import plugin_config, server_config
 from workloads.k8s.render import render_serving
 
-SOURCE = S3ModelSource(bucket="bm-models", prefix="models", region="us-east-1", service_account="ovms-s3")
+SOURCE = POD_IDENTITY
 CASCADE_LAKE = {"avx2": True, "avx512f": True, "avx512_vnni": True, "avx512_bf16": False, "amx_tile": False}
 BF16_HERE = cpu_info()["flags"]["avx512_bf16"] or cpu_info()["flags"]["amx_tile"]
 
@@ -37,7 +39,8 @@ def test_ovms_plugin_config_pins_the_execution_precision_of_each_variant(tmp_pat
     assert plugin_config(tuning, 2, "int8")["INFERENCE_PRECISION_HINT"] == "f32"
     assert plugin_config(tuning, 2, "bf16")["INFERENCE_PRECISION_HINT"] == "bf16"
 
-    models = {m["config"]["name"]: m["config"] for m in server_config(config)["model_config_list"]}
+    served = server_config(config, config.serving.precisions)["model_config_list"]
+    models = {m["config"]["name"]: m["config"] for m in served}
     assert {n: m["plugin_config"]["INFERENCE_PRECISION_HINT"] for n, m in models.items()} == {
         "bone-marrow-fp32": "f32",
         "bone-marrow-int8": "f32",
@@ -59,17 +62,112 @@ def test_the_bf16_variant_pins_the_fp32_irs_committed_version(tmp_path: Path) ->
         json.dumps({"models": {"bone-marrow": {"versions": {"fp32": 4, "int8": 4}}}})
     )
     config = load_config({"artifacts_dir": str(tmp_path), "serving": {"precisions": ["bf16"]}})
-    (entry,) = server_config(config)["model_config_list"]
+    (entry,) = server_config(config, config.serving.precisions)["model_config_list"]
     assert entry["config"]["model_version_policy"] == {"specific": {"versions": [4]}}
 
 
-def test_a_bf16_variant_is_refused_on_a_pool_without_bf16(tmp_path: Path) -> None:
-    config = load_config({"artifacts_dir": str(tmp_path), "serving": {"precisions": ["fp32", "bf16"]}})
+def _pool_files(paths: list[Path]) -> dict[str, list[dict]]:
+    """Each rendered pool file (``10-ovms-<pool>.yaml``) → its documents, parsed back."""
+    return {
+        path.stem.removeprefix("10-ovms-"): [d for d in yaml.safe_load_all(path.read_text()) if d]
+        for path in paths
+        if path.name.startswith("10-ovms-")
+    }
+
+
+def _mounted_server_config(documents: list[dict]) -> dict:
+    """The config.json the pool's Deployment mounts: its configMap volume, found in the same file."""
+    kinds = [d["kind"] for d in documents]
+    assert kinds.index("ConfigMap") < kinds.index("Deployment"), "applied before the Deployment mounts it"
+    (deployment,) = [d for d in documents if d["kind"] == "Deployment"]
+    pod = deployment["spec"]["template"]["spec"]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "config"]
+    config_maps = {d["metadata"]["name"]: d for d in documents if d["kind"] == "ConfigMap"}
+    text = config_maps[volume["configMap"]["name"]]["data"]["config.json"]
+    digest = deployment["spec"]["template"]["metadata"]["annotations"]["bone-marrow.ml/ovms-config-sha256"]
+    assert digest == hashlib.sha256(text.encode()).hexdigest()
+    return json.loads(text)
+
+
+def _ready_paths(documents: list[dict]) -> list[str]:
+    (deployment,) = [d for d in documents if d["kind"] == "Deployment"]
+    (ovms,) = deployment["spec"]["template"]["spec"]["containers"]
+    return ovms["readinessProbe"]["exec"]["command"][4:]
+
+
+def test_bf16_is_served_only_on_the_pools_that_execute_it(tmp_path: Path) -> None:
+    config = load_config(
+        {"artifacts_dir": str(tmp_path), "serving": {"precisions": ["fp32", "int8", "bf16"]}}
+    )
+    paths = render_serving(config, target="aws", model_source=SOURCE, out_dir=tmp_path / "out")
+    files = _pool_files(paths)
+    assert sorted(files) == ["c5", "c6i", "c7i"]
+    hints = {
+        pool: {
+            m["config"]["name"]: m["config"]["plugin_config"]["INFERENCE_PRECISION_HINT"]
+            for m in _mounted_server_config(documents)["model_config_list"]
+        }
+        for pool, documents in files.items()
+    }
+    without_bf16 = {"bone-marrow-fp32": "f32", "bone-marrow-int8": "f32"}
+    assert hints == {
+        "c5": without_bf16,
+        "c6i": without_bf16,
+        "c7i": {**without_bf16, "bone-marrow-bf16": "bf16"},
+    }
+    assert list(hints["c7i"]) == ["bone-marrow-fp32", "bone-marrow-int8", "bone-marrow-bf16"]
+    assert "/v2/models/bone-marrow-bf16/ready" in _ready_paths(files["c7i"])
+    assert _ready_paths(files["c5"]) == [
+        "/v2/models/bone-marrow-fp32/ready",
+        "/v2/models/bone-marrow-int8/ready",
+    ]
+    # The model sync verifies what its own pool serves.
+    (c5_sync,) = next(d for d in files["c5"] if d["kind"] == "Deployment")["spec"]["template"]["spec"][
+        "initContainers"
+    ]
+    assert "bone-marrow-bf16" not in json.dumps(c5_sync)
+    # No namespace-wide config.json: each pool mounts its own.
+    namespace = yaml.safe_load_all((tmp_path / "out" / "00-namespace.yaml").read_text())
+    assert "ConfigMap" not in {d["kind"] for d in namespace if d}
+
+
+@pytest.mark.parametrize(
+    ("target", "overrides"),
+    [
+        ("vsphere", {}),
+        (
+            "aws",
+            {
+                "pools": {
+                    "c5": {"instance_type": "c5.large", "cpu_generation": "cascadelake"},
+                    "c6i": {"instance_type": "c6i.large", "cpu_generation": "icelake"},
+                    "c7i": None,
+                }
+            },
+        ),
+    ],
+)
+def test_bf16_on_a_target_without_a_bf16_pool_is_one_line(
+    tmp_path: Path, target: str, overrides: dict
+) -> None:
+    config = load_config(
+        {"artifacts_dir": str(tmp_path), "serving": {"precisions": ["fp32", "bf16"]}, target: overrides}
+    )
+    source = SOURCE if target == "aws" else SECRET
     with pytest.raises(DeployError) as error:
-        render_serving(config, target="aws", model_source=SOURCE, out_dir=tmp_path / "out")
+        render_serving(config, target=target, model_source=source, out_dir=tmp_path / "out")
     message = str(error.value)
-    assert message.startswith("serving.precisions lists bf16, but pool c5 is cpu_generation cascadelake")
+    assert message.startswith(
+        f"serving.precisions (fp32, bf16) lists bf16, a variant executed in bf16, but no pool of {target}"
+    )
     assert "sapphirerapids" in message and "\n" not in message
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_pool_left_with_nothing_to_serve_is_one_line(tmp_path: Path) -> None:
+    config = load_config({"artifacts_dir": str(tmp_path), "serving": {"precisions": ["bf16"]}})
+    with pytest.raises(DeployError, match=r"^serving.precisions \(bf16\) leaves pool c5 nothing to serve"):
+        render_serving(config, target="aws", model_source=SOURCE, out_dir=tmp_path / "out")
 
 
 def test_bf16_is_a_served_variant_never_an_ir_of_its_own() -> None:

@@ -27,8 +27,8 @@ import pytest
 from PIL import Image
 
 from contracts.model_repository import ModelVersion
-from workloads.bench.clients import OpenVinoClient
 from workloads.bench.clients import decode_images as bench_decode_images
+from workloads.bench.inprocess import AsyncOpenVinoClient
 from workloads.bench.inputs import load_bench_images
 from workloads.bench.payloads import encode_rest_request, tensor_payload
 from workloads.images import decode_image, load_batch, load_image
@@ -237,7 +237,7 @@ def test_bench_payloads_and_in_process_decode(files, expected, pixels_ir):
     _assert_identical(
         dict(zip(order, bench_decode_images(jpeg, S), strict=True)), expected, "bench in-process decode"
     )
-    client = OpenVinoClient(
+    client = AsyncOpenVinoClient(
         pixels_ir.xml, model="pixels", image_size=S, compile_config={hints.inference_precision: ov.Type.f32}
     )
     for input_format in ("tensor", "jpeg"):

@@ -130,6 +130,21 @@ def test_apply_waits_for_rollouts_and_is_idempotent(manifests: list[Path]) -> No
     assert {k: v["metadata"]["generation"] for k, v in api.objects.items()} == generations
 
 
+def test_each_pools_config_is_applied_before_the_deployment_that_mounts_it(manifests: list[Path]) -> None:
+    api, clock = FakeApi(), Clock()
+    _apply(manifests, api, clock, [])
+    for pool in ("c5", "c6i", "c7i"):
+        assert api.applied.index(f"ConfigMap/ovms-config-{pool}") < api.applied.index(
+            f"Deployment/ovms-{pool}"
+        )
+        deployment = api.objects[("Deployment", f"ovms-{pool}", "bone-marrow")]
+        volumes = deployment["spec"]["template"]["spec"]["volumes"]
+        assert {"name": "config", "configMap": {"name": f"ovms-config-{pool}"}} in volumes
+    # The namespace-wide ovms-config of earlier deploys is rendered and mounted nowhere: left over,
+    # it is unused, and `down` deleting the Namespace removes it.
+    assert "ConfigMap/ovms-config" not in api.applied
+
+
 def test_fake_rejects_like_the_api(manifests: list[Path], tmp_path: Path) -> None:
     api = FakeApi()
     pool_file = next(p for p in manifests if p.name == "10-ovms-c5.yaml")

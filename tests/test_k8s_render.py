@@ -160,19 +160,26 @@ def test_probes_ask_every_served_model_never_tcp(tmp_path: Path, case: str) -> N
 
 def test_ovms_settings_from_config(tmp_path: Path) -> None:
     documents, config = _render(tmp_path, "eks-pod-identity")
-    (config_map,) = _kind(documents, "ConfigMap")
-    server = json.loads(config_map["data"]["config.json"])
-    assert server["monitoring"] == {"metrics": {"enable": True}}
-    names = [m["config"]["name"] for m in server["model_config_list"]]
-    assert names == [f"bone-marrow-{p}" for p in config.serving.precisions]
-    for model in server["model_config_list"]:
-        # Sized to the pod's 1 CPU, not the node's cores.
-        assert model["config"]["plugin_config"] == {
-            "PERFORMANCE_HINT": "THROUGHPUT",
-            "NUM_STREAMS": 1,
-            "INFERENCE_NUM_THREADS": 1,
-            "INFERENCE_PRECISION_HINT": "f32",  # fp32 and int8 never run in bf16 on AMX nodes
-        }
+    config_maps = {d["metadata"]["name"]: d for d in _kind(documents, "ConfigMap")}
+    # One config.json per pool, each mounted by its own pool's Deployment.
+    assert set(config_maps) == {f"ovms-config-{p}" for p in config.aws.pools}
+    for deployment in _kind(documents, "Deployment"):
+        pool = deployment["metadata"]["name"].removeprefix("ovms-")
+        volumes = deployment["spec"]["template"]["spec"]["volumes"]
+        assert {"name": "config", "configMap": {"name": f"ovms-config-{pool}"}} in volumes
+    for config_map in config_maps.values():
+        server = json.loads(config_map["data"]["config.json"])
+        assert server["monitoring"] == {"metrics": {"enable": True}}
+        names = [m["config"]["name"] for m in server["model_config_list"]]
+        assert names == [f"bone-marrow-{p}" for p in config.serving.precisions]
+        for model in server["model_config_list"]:
+            # Sized to the pod's 1 CPU, not the node's cores.
+            assert model["config"]["plugin_config"] == {
+                "PERFORMANCE_HINT": "THROUGHPUT",
+                "NUM_STREAMS": 1,
+                "INFERENCE_NUM_THREADS": 1,
+                "INFERENCE_PRECISION_HINT": "f32",  # fp32 and int8 never run in bf16 on AMX nodes
+            }
     args = _kind(documents, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--log_level=INFO" in args and "--file_system_poll_wait_seconds=0" in args
     assert not any(a.startswith("--metrics_enable") for a in args), (
@@ -183,7 +190,7 @@ def test_ovms_settings_from_config(tmp_path: Path) -> None:
         {"ovms": {"use": "realtime", "realtime": {"performance_hint": "LATENCY", "nireq": 2}}}
     )
     render_serving(realtime, target="aws", model_source=POD_IDENTITY, out_dir=tmp_path / "rt")
-    text = (tmp_path / "rt" / "00-namespace.yaml").read_text()
+    text = (tmp_path / "rt" / "10-ovms-c5.yaml").read_text()
     cm = next(d for d in yaml.safe_load_all(text) if d["kind"] == "ConfigMap")
     model = json.loads(cm["data"]["config.json"])["model_config_list"][0]["config"]
     assert model["nireq"] == 2
@@ -522,7 +529,7 @@ def test_streams_and_threads_follow_the_pods_cpu_limit(tmp_path: Path, ovms: dic
     render_serving(config, target="vsphere", model_source=SECRET, out_dir=tmp_path)
     cm = next(
         d
-        for d in yaml.safe_load_all((tmp_path / "00-namespace.yaml").read_text())
+        for d in yaml.safe_load_all((tmp_path / "10-ovms-icelake.yaml").read_text())
         if d["kind"] == "ConfigMap"
     )
     for model in json.loads(cm["data"]["config.json"])["model_config_list"]:

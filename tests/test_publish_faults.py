@@ -303,12 +303,13 @@ def test_ovms_in_the_clusters_is_pinned_to_the_committed_set(tmp_path):
     from workloads.k8s.ovms import server_config
 
     config = load_config({"artifacts_dir": str(tmp_path)})
-    unpinned = server_config(config)  # no repository here (rendering offline): OVMS picks the highest
+    # No repository here (rendering offline): OVMS picks the highest.
+    unpinned = server_config(config, config.serving.precisions)
     assert all("model_version_policy" not in e["config"] for e in unpinned["model_config_list"])
 
     publish(tmp_path / "models", "bone-marrow", *_run(tmp_path, "r1"), progress=lambda _: None)
     _kill_publish_at(tmp_path, tmp_path / "models", "renamed int8")  # version 2 folders, uncommitted
-    pinned = server_config(config)
+    pinned = server_config(config, config.serving.precisions)
     assert [e["config"]["model_version_policy"] for e in pinned["model_config_list"]] == [
         {"specific": {"versions": [1]}} for _ in config.serving.precisions
     ]
@@ -316,7 +317,7 @@ def test_ovms_in_the_clusters_is_pinned_to_the_committed_set(tmp_path):
     irs, card = _run(tmp_path, "r3")
     publish(tmp_path / "models", "bone-marrow", {"fp32": irs["fp32"]}, card, progress=lambda _: None)
     with pytest.raises(ModelRepositoryError, match=r"^bone-marrow-int8 is not in the committed version set"):
-        server_config(config)
+        server_config(config, config.serving.precisions)
 
 
 def test_a_first_publish_killed_midway_serves_nothing(tmp_path):

@@ -107,7 +107,19 @@ def test_a_shape_whose_element_count_overflows_int64_is_invalid_input():
         tensor_batch(huge, S)
 
 
-@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf, 1e30, -1.0, 255.5])
+@pytest.mark.parametrize(
+    "value",
+    [
+        np.nan,
+        np.inf,
+        -np.inf,
+        1e30,
+        -1.0,
+        255.5,
+        np.nextafter(np.float32(255), np.float32(np.inf)),  # the next float above 255
+        -np.float32(1e-45),  # the smallest negative (subnormal) float
+    ],
+)
 def test_non_finite_and_out_of_range_pixels_are_invalid_input(value):
     batch = np.full((2, 4, 4, 3), 128.0, np.float32)
     batch[1, 2, 3, 1] = value
@@ -117,6 +129,13 @@ def test_non_finite_and_out_of_range_pixels_are_invalid_input(value):
         tensor_batch(tensor, 4)
     batch[1, 2, 3, 1] = 255.0
     accepted = tensor_batch(InferInput("image", [2, 4, 4, 3], "FP32", data=batch), 4)
+    np.testing.assert_array_equal(accepted, batch)
+
+
+def test_the_range_edges_and_negative_zero_are_valid_pixels():
+    edges = np.array([0.0, -0.0, 255.0, np.float32(1e-45)], np.float32)  # 1e-45: the smallest subnormal
+    batch = np.resize(edges, (1, 4, 4, 3))
+    accepted = tensor_batch(InferInput("image", [1, 4, 4, 3], "FP32", data=batch), 4)
     np.testing.assert_array_equal(accepted, batch)
 
 

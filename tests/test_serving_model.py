@@ -82,6 +82,56 @@ def test_concurrent_requests_run_on_nireq_infer_requests(served):
         model.stop()
 
 
+def test_every_infer_request_runs_once_in_the_loading_thread_before_the_model_is_ready(served, monkeypatch):
+    # pyopenvino's numpy bridge is made on first use; two inference threads making that first use
+    # at once deadlocked a fresh server (workloads.openvino_warmup). Load makes it single-threaded.
+    from workloads.serving import model as model_module
+
+    warmed: list[tuple[str, bool, tuple[int, ...]]] = []
+    original = model_module.warm_up_request
+
+    def spy(request, compiled):
+        original(request, compiled)
+        shape = tuple(request.get_output_tensor(0).shape)
+        warmed.append((threading.current_thread().name, model.ready, shape))
+
+    monkeypatch.setattr(model_module, "warm_up_request", spy)
+    model = OpenVINOModel(served, RuntimeSettings("THROUGHPUT", nireq=3))
+    try:
+        model.load()
+        assert warmed == [(threading.current_thread().name, False, (1, len(CLASS_CODES)))] * 3
+        response = asyncio.run(model.predict(request_for(np.zeros((2, S, S, 3), np.float32))))
+        assert response.outputs[0].shape == [2, len(CLASS_CODES)] and len(warmed) == 3
+    finally:
+        model.stop()
+
+
+def test_a_large_batchs_infer_request_is_replaced_and_the_pool_keeps_nireq(served, monkeypatch):
+    from workloads.serving import model as model_module
+
+    def requests_held(model: OpenVINOModel) -> list[int]:
+        held = [model._requests.get_nowait() for _ in range(model._requests.qsize())]
+        for request in held:
+            model._requests.put(request)
+        return [id(request) for request in held]
+
+    model = OpenVINOModel(served, RuntimeSettings("THROUGHPUT", nireq=2))
+    try:
+        model.load()
+        before = requests_held(model)
+        small = np.zeros((1, S, S, 3), np.float32)
+        asyncio.run(model.predict(request_for(small)))
+        assert sorted(requests_held(model)) == sorted(before)  # a small batch keeps its request
+        monkeypatch.setattr(model_module, "TRIM_AFTER_BYTES", small.nbytes * 2)
+        asyncio.run(model.predict(request_for(np.zeros((2, S, S, 3), np.float32))))
+        after = requests_held(model)
+        assert len(after) == 2 and len(set(after) & set(before)) == 1  # one replaced, none lost
+        for _ in range(4):  # and every request still answers
+            asyncio.run(model.predict(request_for(small)))
+    finally:
+        model.stop()
+
+
 def test_wrong_datatype_and_v1_payloads_are_invalid_input(served):
     model = OpenVINOModel(served, RuntimeSettings())
     model.load()

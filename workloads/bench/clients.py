@@ -15,7 +15,6 @@ there an error is counted and fails the repetition.
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import importlib
 import ipaddress
@@ -26,7 +25,7 @@ import time
 import urllib.error
 import urllib.request
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -201,42 +200,6 @@ def check_input(metadata: ModelMetadata, image_size: int, input_format: str, bat
             "serves another model than this repository's; restart it (`invoke up --target local`) "
             "or bench the matching model"
         )
-
-
-class _Pool(Generic[T]):
-    """Reusable per-request resources (connections, infer requests), created on demand.
-
-    Borrowed per call rather than bound to a thread, so they outlive the load generator's
-    threads: a repetition's first requests do not pay for new connections.
-    """
-
-    def __init__(self, create: Callable[[], T]):
-        self._create = create
-        self._free: list[T] = []
-        self._all: list[T] = []
-        self._lock = threading.Lock()
-
-    @contextlib.contextmanager
-    def borrow(self) -> Iterator[T]:
-        with self._lock:
-            item = self._free.pop() if self._free else None
-        if item is None:
-            item = self._create()
-            with self._lock:
-                self._all.append(item)
-        try:
-            yield item
-        finally:
-            with self._lock:
-                self._free.append(item)
-
-    def drain(self) -> list[T]:
-        with self._lock:
-            items, self._all, self._free = self._all, [], []
-        return items
-
-
-# --- the interface ----------------------------------------------------------------------------
 
 
 def decode_images(items: Sequence[bytes], image_size: int) -> np.ndarray:
@@ -663,50 +626,6 @@ class GrpcClient(InferenceClient):
 
 
 # --- in process -------------------------------------------------------------------------------
-
-
-class OpenVinoClient(InferenceClient):
-    """The IR compiled in this process with the server's settings: serving overhead = server − this."""
-
-    kind = "openvino"
-
-    def __init__(
-        self,
-        xml_path: Path,
-        *,
-        model: str,
-        image_size: int,
-        compile_config: dict[str, Any],
-        device: str = "CPU",
-    ):
-        import openvino as ov
-
-        self.model = model
-        self.image_size = image_size
-        self._compiled = ov.Core().compile_model(str(xml_path), device, compile_config)
-        self._output = self._compiled.output(OUTPUT_NAME)
-        # One infer request per concurrent caller, as a server keeps one per stream.
-        self._requests = _Pool(self._compiled.create_infer_request)
-
-    def prepare(self, batch: Batch) -> Any:
-        if isinstance(batch, np.ndarray):
-            return np.ascontiguousarray(batch, dtype=np.float32)
-        return tuple(bytes(item) for item in batch)
-
-    def send(self, prepared: Any) -> np.ndarray:
-        images = prepared if isinstance(prepared, np.ndarray) else decode_images(prepared, self.image_size)
-        try:
-            with self._requests.borrow() as request:
-                result = request.infer({INPUT_NAME: images}, share_inputs=True)
-                return np.array(result[self._output], dtype=np.float32)
-        except RuntimeError as exc:
-            message = f"OpenVINO rejected a batch of shape {images.shape}: {_one_line(str(exc))}"
-            raise BadRequest(message) from None
-
-    def model_metadata(self) -> ModelMetadata:
-        port = self._compiled.input(INPUT_NAME)
-        shape = tuple(-1 if d.is_dynamic else d.get_length() for d in port.get_partial_shape())
-        return ModelMetadata(self.model, inputs=(TensorSpec(INPUT_NAME, "FP32", shape),))
 
 
 class TensorFlowClient(InferenceClient):

@@ -22,6 +22,7 @@ from contracts.config import ToolkitConfig
 from contracts.errors import BenchError, DeployError, ToolkitError
 from workloads.bench.result_frame import extract_result, last_line
 from workloads.bench.results import write_results
+from workloads.bench.serving_pools import pools_serving
 from workloads.deploy.bench_pool import wait_for_ready_node
 from workloads.k8s import s3sync
 from workloads.k8s.apply import apply_manifests, wait_for_job
@@ -149,11 +150,12 @@ def job_name(pool: str, now: datetime) -> str:
     return f"bench-{pool}-{now.strftime('%Y%m%d%H%M%S')}"
 
 
-def _pools(config: ToolkitConfig, cluster: ClusterTarget, pool: str | None) -> list[str]:
+def _pools(config: ToolkitConfig, cluster: ClusterTarget, pool: str | None, progress: Progress) -> list[str]:
+    """The asked-for pools (``pool``, else every pool) that serve ``bench.precision``."""
     known = cluster.pools(config)
     if pool is not None and pool not in known:
         raise BenchError(f"{cluster.name} has no pool {pool!r}; configured pools: {', '.join(known)}")
-    return [pool] if pool is not None else list(known)
+    return pools_serving(config, cluster, known, asked=pool, progress=progress)
 
 
 def render_jobs(
@@ -165,14 +167,16 @@ def render_jobs(
     artifacts: Artifacts,
     results: s3sync.S3Location | None,
     names: Callable[[str], str] = lambda pool: "",
+    progress: Progress = print_progress,
 ) -> list[tuple[BenchJobSpec, Path]]:
-    """Every asked-for pool's Job rendered, validated and fit-checked (``names``: pool → Job name)."""
+    """Every asked-for pool's Job rendered, validated and fit-checked (``names``: pool → Job name);
+    pools that do not serve ``bench.precision`` are skipped (``progress`` says which)."""
     cluster = in_cluster_target(target)
     if not image:
         raise BenchError("--in-cluster needs the bench image (--image REGISTRY/bench:TAG)")
     out_dir = cluster.work_dir(config) / "bench-jobs"
     rendered = []
-    for name_of_pool in _pools(config, cluster, pool):
+    for name_of_pool in _pools(config, cluster, pool, progress):
         try:
             spec = BenchJobSpec(
                 pool=name_of_pool,
@@ -200,7 +204,13 @@ def dry_run(
 ) -> list[Path]:
     """Render and validate each pool's Job (ServiceAccount, ConfigMap, NetworkPolicy, Job) offline."""
     rendered = render_jobs(
-        config, target=target, pool=pool, image=image, artifacts=artifacts, results=results
+        config,
+        target=target,
+        pool=pool,
+        image=image,
+        artifacts=artifacts,
+        results=results,
+        progress=progress,
     )
     cluster = in_cluster_target(target)
     labels = config.kubernetes.bench_pool_labels(cluster.bench_pool(config))
@@ -241,6 +251,7 @@ def run_in_cluster(
         artifacts=artifacts,
         results=results,
         names=lambda name_of_pool: job_name(name_of_pool, now()),
+        progress=progress,
     )
     if api is None:
         from workloads.k8s.cluster_api import DynamicClusterApi

@@ -23,6 +23,7 @@ import numpy as np
 from contracts.errors import BenchError
 from workloads.bench.clients import BadRequest, InferenceClient, ModelMetadata, TensorSpec, decode_images
 from workloads.bench.payloads import INPUT_NAME, OUTPUT_NAME, Batch
+from workloads.openvino_warmup import warm_up_request
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,8 @@ class AsyncRunner:
         self.nireq = nireq or optimal_nireq(compiled)
         self._output = compiled.output(output_name)
         self._queue = ov.AsyncInferQueue(compiled, self.nireq)
+        for index in range(self.nireq):  # from this thread, before the callbacks' threads read outputs
+            warm_up_request(self._queue[index], compiled)
         self._queue.set_callback(_call_handler)
         # The queue's start_async looks up the idle request twice (inputs, then start): one caller at
         # a time keeps both the same request.

@@ -24,7 +24,13 @@ from typing import Any
 from contracts.errors import BenchError
 from contracts.files import atomic_write_text, temporary_sibling
 from workloads.bench.pricing import Price
-from workloads.bench.results import SOURCE_KEY, load_results, model_version_label
+from workloads.bench.results import (
+    SOURCE_KEY,
+    load_results,
+    model_version_label,
+    realtime_overhead_ms,
+    server_request_ms,
+)
 from workloads.progress import Progress, print_progress
 
 TARGET_ORDER = ("local", "aws", "vsphere", "endpoint", "in-process")
@@ -33,6 +39,8 @@ REPORT_PNG = "report.png"
 MISSING = "—"
 BUSY_MARK = "⚠ busy"
 
+SERVER_HEADER = "Server ms real-time (overhead) · batch"
+_SERVER_SCENARIOS = ("realtime", "batch")
 _SETTINGS_SHOWN = ("repetitions", "min_duration_seconds", "min_requests", "warmup_seconds", "input_format")
 
 
@@ -167,6 +175,7 @@ def markdown_table(results: Sequence[Mapping[str, Any]], prices: Mapping[str, Pr
     rows, merge_notes = merge_results(results)
     labels = row_labels(rows)
     with_cost = any(_price(row, prices) is not None for row in rows)
+    with_server = any(_served(row) and "server_time" in row for row in rows)
     paper_images = {(row.get("settings") or {}).get("paper_images") for row in rows}
     paper_n = next(iter(paper_images)) if len(paper_images) == 1 and None not in paper_images else "N"
 
@@ -180,13 +189,15 @@ def markdown_table(results: Sequence[Mapping[str, Any]], prices: Mapping[str, Pr
         "p50 ms",
         "p90 ms",
         "p99 ms",
+        *[SERVER_HEADER] * with_server,
         "Client CPU",
     ]
     if with_cost:
         header.append("$/M images")
-    lines = [_table_line(header), _table_line(["---"] * 4 + ["---:"] * 5 + ["---"] + ["---:"] * with_cost)]
+    align = ["---"] * 4 + ["---:"] * (5 + with_server) + ["---"] + ["---:"] * with_cost
+    lines = [_table_line(header), _table_line(align)]
     for row in rows:
-        lines.append(_table_line(_row_cells(row, prices, with_cost)))
+        lines.append(_table_line(_row_cells(row, prices, with_cost, with_server)))
 
     notes = [
         *_model_notes(rows, labels),
@@ -194,17 +205,21 @@ def markdown_table(results: Sequence[Mapping[str, Any]], prices: Mapping[str, Pr
         *_settings_notes(rows, labels, paper_n),
         *_error_notes(rows, labels),
         *_conditions_notes(rows, labels),
+        *(_server_time_notes(rows, labels) if with_server else []),
         *_version_notes(rows, labels),
         *merge_notes,
         *_cpu_caveats(rows, labels),
     ]
     if with_cost:
         notes.append(_cost_note(rows, labels, prices))
-    notes.append(f"{MISSING} = scenario not run for that row.")
+    server = "; in the server column also: no figure from the server" if with_server else ""
+    notes.append(f"{MISSING} = scenario not run for that row{server}.")
     return "\n".join(lines) + "\n\n" + "\n".join(f"- {note}" for note in notes) + "\n"
 
 
-def _row_cells(row: Mapping[str, Any], prices: Mapping[str, Price], with_cost: bool) -> list[str]:
+def _row_cells(
+    row: Mapping[str, Any], prices: Mapping[str, Price], with_cost: bool, with_server: bool
+) -> list[str]:
     scenarios = row["scenarios"]
     runtime = row.get("runtime") or MISSING
     protocol = row.get("protocol")
@@ -227,10 +242,29 @@ def _row_cells(row: Mapping[str, Any], prices: Mapping[str, Price], with_cost: b
     else:
         cells.extend([MISSING] * 4)
 
+    if with_server:
+        cells.append(server_cell(row))
     cells.append(cpu_cell(row.get("client")))
     if with_cost:
         cells.append(_money(_row_cost(row, prices)))
     return cells
+
+
+def _served(row: Mapping[str, Any]) -> bool:
+    return row.get("protocol") != "in-process"
+
+
+def server_cell(row: Mapping[str, Any]) -> str:
+    """``3.10 (+0.85) · 52.1``: the server's mean real-time request ms (the client's mean minus it),
+    then its mean ms per batch request; a part without a figure is ``—``, a row with neither is."""
+    realtime, batch = (server_request_ms(row, name) for name in _SERVER_SCENARIOS)
+    if realtime is None and batch is None:
+        return MISSING
+    overhead = realtime_overhead_ms(row)
+    first = MISSING if realtime is None else _number(realtime)
+    if overhead is not None:
+        first += f" ({'+' if overhead >= 0 else '−'}{_number(abs(overhead))})"
+    return f"{first} · {MISSING if batch is None else _number(batch)}"
 
 
 def _table_line(cells: Sequence[str]) -> str:
@@ -455,6 +489,34 @@ def _conditions_notes(rows: Sequence[Mapping[str, Any]], labels: Sequence[str]) 
     if unrecorded:
         which = "any row" if len(unrecorded) == len(rows) else ", ".join(unrecorded)
         notes.append(f"Machine load not recorded for {which} (results from an older toolkit).")
+    return notes
+
+
+def _server_time_notes(rows: Sequence[Mapping[str, Any]], labels: Sequence[str]) -> list[str]:
+    """What the server column means; why a served row that ran batch or real-time has no server
+    figure for it, grouped by reason (in-process rows have no server: their ``—`` needs no note)."""
+    notes = [
+        "Server ms = the server's own mean time per request, from the request-time histogram on its "
+        "/metrics page read before and after each scenario (warm-up included): real-time, then per "
+        "batch request; (overhead) = the client's real-time mean minus the server's: what the network, "
+        "the protocol's serialization and the client took."
+    ]
+    reasons: dict[str, list[str]] = {}
+    unrecorded = []
+    for row, label in zip(rows, labels, strict=True):
+        if not _served(row):
+            continue
+        server_time = row.get("server_time")
+        if server_time is None:
+            unrecorded.append(label)
+            continue
+        ran = [name for name in _SERVER_SCENARIOS if name in row["scenarios"]]
+        if any(server_request_ms(row, name) is None for name in ran):
+            reason = server_time.get("reason") or "its metrics counted no requests over the scenario"
+            reasons.setdefault(reason, []).append(label)
+    notes.extend(f"No server time for {', '.join(group)}: {reason}." for reason, group in reasons.items())
+    if unrecorded:
+        notes.append(f"Server time not recorded for {', '.join(unrecorded)} (no server_time in the result).")
     return notes
 
 

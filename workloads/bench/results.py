@@ -49,6 +49,9 @@ CSV_COLUMNS = (
     "realtime_p90_ms",
     "realtime_p99_ms",
     "paper_avg_ms",
+    "server_batch_request_ms",
+    "server_realtime_request_ms",
+    "realtime_overhead_ms",
     "created_at",
     "machine",
 )
@@ -482,6 +485,25 @@ def _publish_exclusively(tmp: Path, directory: Path, document: Mapping[str, Any]
     raise BenchError(f"no free result file name in {directory} after {_NAME_ATTEMPTS} attempts")
 
 
+def server_request_ms(document: Mapping[str, Any], scenario: str) -> float | None:
+    """The server's own mean request time (ms) over ``scenario``, from its metrics; None when the
+    result has none (older results, in process, metrics unreadable, scenario not run)."""
+    figures = ((document.get("server_time") or {}).get("scenarios") or {}).get(scenario) or {}
+    value = figures.get("mean_request_ms")
+    return float(value) if value is not None else None
+
+
+def realtime_overhead_ms(document: Mapping[str, Any]) -> float | None:
+    """Client real-time mean latency (median over repetitions) minus the server's mean request time
+    over the scenario: what the network, the protocol's serialization and the client took. None
+    unless both are known."""
+    server = server_request_ms(document, "realtime")
+    realtime = document["scenarios"].get("realtime")
+    if server is None or not realtime:
+        return None
+    return float(realtime["summary"]["mean_ms"]["median"]) - server
+
+
 def csv_row(document: Mapping[str, Any]) -> dict[str, Any]:
     scenarios = document["scenarios"]
     batch = scenarios.get("batch", {}).get("summary", {})
@@ -489,6 +511,9 @@ def csv_row(document: Mapping[str, Any]) -> dict[str, Any]:
 
     def median(section: Mapping[str, Any], key: str) -> str:
         return f"{section[key]['median']:.3f}" if key in section else ""
+
+    def figure(value: float | None) -> str:
+        return f"{value:.3f}" if value is not None else ""
 
     return {
         "target": document["target"],
@@ -506,6 +531,9 @@ def csv_row(document: Mapping[str, Any]) -> dict[str, Any]:
         "realtime_p90_ms": median(realtime, "p90_ms"),
         "realtime_p99_ms": median(realtime, "p99_ms"),
         "paper_avg_ms": median(realtime, "paper_avg_ms"),
+        "server_batch_request_ms": figure(server_request_ms(document, "batch")),
+        "server_realtime_request_ms": figure(server_request_ms(document, "realtime")),
+        "realtime_overhead_ms": figure(realtime_overhead_ms(document)),
         "created_at": document["created_at"],
         "machine": (document.get("conditions") or {}).get("machine", ""),
     }

@@ -64,6 +64,7 @@ from workloads.bench.server_metrics import (
     in_process_timer,
     metrics_url,
 )
+from workloads.bench.serving_pools import pools_serving
 from workloads.execution_precision import cpu_refusal, execution_facts
 from workloads.progress import Progress, print_progress
 from workloads.targets import DEPLOY_TARGETS, ClusterTarget, DeployTarget, deploy_target, either
@@ -680,21 +681,31 @@ def load_mode_lines(scenarios: dict[str, Any], subject: str) -> list[str]:
 
 
 def deployed_endpoints(
-    config: ToolkitConfig, *, target: str, pool: str | None = None
+    config: ToolkitConfig, *, target: str, pool: str | None = None, progress: Progress = print_progress
 ) -> list[tuple[str, str]]:
-    """(pool, endpoint) pairs recorded by `invoke up --target <target>`, for ``bench.protocol``."""
+    """(pool, endpoint) pairs recorded by `invoke up --target <target>`, for ``bench.protocol``; on a
+    cluster only the pools serving ``bench.precision`` (workloads.bench.serving_pools)."""
+    registered = deploy_target(target)
     try:
-        recorded = deploy_target(target).recorded_endpoints(config)
+        recorded = registered.recorded_endpoints(config)
     except ToolkitError as exc:
         raise BenchError(str(exc)) from None
     if pool is not None and pool not in recorded:
         raise BenchError(f"{target} has no pool {pool!r}; recorded pools: {', '.join(sorted(recorded))}")
     pools = [pool] if pool is not None else sorted(recorded)
+    if isinstance(registered, ClusterTarget):
+        pools = pools_serving(config, registered, pools, asked=pool, progress=progress)
     return [(name, recorded[name][config.bench.protocol]) for name in pools]
 
 
 def bench_targets(
-    config: ToolkitConfig, *, target: str, endpoint: str | None, pool: str | None, runtime: str = "server"
+    config: ToolkitConfig,
+    *,
+    target: str,
+    endpoint: str | None,
+    pool: str | None,
+    runtime: str = "server",
+    progress: Progress = print_progress,
 ) -> tuple[str, list[tuple[str | None, str | None]]]:
     """The result's target label and the (pool, endpoint) pairs to measure, from the task's flags.
 
@@ -714,5 +725,6 @@ def bench_targets(
     if registered is None:
         raise BenchError(f"target {ENDPOINT} needs --endpoint (the server's REST URL or gRPC host:port)")
     if runtime == "server":
-        return target, [(name, url) for name, url in deployed_endpoints(config, target=target, pool=pool)]
+        recorded = deployed_endpoints(config, target=target, pool=pool, progress=progress)
+        return target, [(name, url) for name, url in recorded]
     return target, [(pool, endpoint)]

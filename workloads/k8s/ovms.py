@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from contracts.config import NodePoolConfig, OvmsTuning, ToolkitConfig, openvino_properties
@@ -41,25 +41,54 @@ def plugin_config(tuning: OvmsTuning, cpus: int, precision: str = "fp32") -> dic
     return openvino_properties(tuning.performance_hint, streams, threads, execution_precision(precision))
 
 
-def check_pool_precisions(config: ToolkitConfig, pool: str, node_pool: NodePoolConfig) -> None:
-    """Refuse (DeployError) serving a variant the pool's CPU generation cannot execute: bf16 needs
-    a generation with bf16 in ``kubernetes.cpu_generations`` (e.g. sapphirerapids)."""
+def pool_precisions(config: ToolkitConfig, node_pool: NodePoolConfig) -> tuple[str, ...]:
+    """The variants a pool serves: ``serving.precisions`` in order, less those executing in bf16
+    when the pool's cpu_generation has no bf16 in ``kubernetes.cpu_generations``.
+
+    The one place that decides what a pool serves: its config.json, its probes, its model sync
+    and which pools the in-cluster bench measures all follow it.
+    """
+    native_bf16 = config.kubernetes.supports_bf16(node_pool.cpu_generation)
+    return tuple(
+        precision
+        for precision in dict.fromkeys(config.serving.precisions)
+        if native_bf16 or execution_precision(precision) != "bf16"
+    )
+
+
+def served_precisions(
+    config: ToolkitConfig, *, target: str, pools: Mapping[str, NodePoolConfig]
+) -> dict[str, tuple[str, ...]]:
+    """Each pool of ``target`` → the variants it serves (:func:`pool_precisions`).
+
+    A DeployError when a listed variant is served on no pool (bf16 on a target without a bf16
+    generation) or a pool would serve nothing (only bf16 listed, a pool without bf16).
+    """
+    served = {pool: pool_precisions(config, node_pool) for pool, node_pool in sorted(pools.items())}
+    listed = ", ".join(config.serving.precisions)
     kubernetes = config.kubernetes
-    for precision in config.serving.precisions:
-        if execution_precision(precision) == "bf16" and not kubernetes.supports_bf16(
-            node_pool.cpu_generation
-        ):
-            capable = sorted(n for n, g in kubernetes.cpu_generations.items() if g.bf16)
+    capable = ", ".join(sorted(n for n, g in kubernetes.cpu_generations.items() if g.bf16))
+    for precision in dict.fromkeys(config.serving.precisions):
+        if not any(precision in precisions for precisions in served.values()):
+            generations = ", ".join(f"{p}: {pools[p].cpu_generation}" for p in served)
             raise DeployError(
-                f"serving.precisions lists {precision}, but pool {pool} is cpu_generation "
-                f"{node_pool.cpu_generation}, which has no bf16 (AVX512_BF16 / AMX) in "
-                f"kubernetes.cpu_generations; serve {precision} only where every pool has it "
-                f"({', '.join(capable)})"
+                f"serving.precisions ({listed}) lists {precision}, a variant executed in bf16, but no "
+                f"pool of {target} has a cpu_generation with bf16 in kubernetes.cpu_generations "
+                f"({generations}; bf16: {capable}): add such a pool or drop {precision}"
             )
+    for pool, precisions in served.items():
+        if not precisions:
+            raise DeployError(
+                f"serving.precisions ({listed}) leaves pool {pool} nothing to serve: its "
+                f"cpu_generation {pools[pool].cpu_generation} has no bf16 (bf16 runs on {capable}); "
+                "add a variant that executes in f32 (fp32, fp16, int8)"
+            )
+    return served
 
 
-def server_config(config: ToolkitConfig) -> dict[str, Any]:
-    """config.json: every served precision with the tuning of ``ovms.use``; metrics on.
+def server_config(config: ToolkitConfig, precisions: Sequence[str]) -> dict[str, Any]:
+    """config.json serving exactly ``precisions`` (a pool's: :func:`pool_precisions`) with the tuning
+    of ``ovms.use``; metrics on.
 
     Metrics are enabled here and not with --metrics_enable: OVMS refuses both at once. When the
     local model repository has a committed version set (``version_set.json``, written last by
@@ -72,7 +101,7 @@ def server_config(config: ToolkitConfig) -> dict[str, Any]:
     repository = ModelRepository(config.paths.model_repository)
     committed = repository.committed(config.optimize.model_name)
     models = []
-    for precision in config.serving.precisions:
+    for precision in precisions:
         name = served_name(config.optimize.model_name, precision)
         ir = ir_precision(precision)  # bf16 serves the fp32 IR's folder under its own name
         entry: dict[str, Any] = {

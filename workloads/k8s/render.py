@@ -11,6 +11,7 @@ from contracts.config import ToolkitConfig
 from contracts.errors import DeployError
 from contracts.files import atomic_write_text
 from workloads.k8s.model_source import ModelSource
+from workloads.k8s.ovms import served_precisions
 from workloads.k8s.serving import namespace_documents, pool_documents
 from workloads.k8s.validate import check_version, validate_document
 from workloads.targets import cluster_target
@@ -55,6 +56,7 @@ def render_serving(
     if not pools:
         raise DeployError(f"no node pools configured for {target}")
     cluster.check_model_source(config, model_source)
+    served = served_precisions(config, target=cluster.name, pools=pools)
     files = {NAMESPACE_FILE: namespace_documents(config, model_source)}
     for pool, node_pool in sorted(pools.items()):
         files[f"10-ovms-{pool}.yaml"] = pool_documents(
@@ -63,5 +65,6 @@ def render_serving(
             node_pool=node_pool,
             node=cluster.node_allocatable(config, pool, node_pool),
             source=model_source,
+            precisions=served[pool],
         )
     return write_validated(files, version=config.kubernetes.version, out_dir=Path(out_dir))

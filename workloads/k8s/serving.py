@@ -1,4 +1,4 @@
-"""The serving documents as data: namespace-wide objects and, per node pool, OVMS and its guards."""
+"""The serving documents as data: namespace-wide objects and, per node pool, OVMS, its config and guards."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from workloads.k8s.ovms import (
     CONFIG_MOUNT,
     MODELS_MOUNT,
     OVMS_UID,
-    check_pool_precisions,
     model_ready_command,
     server_args,
     server_config,
@@ -27,7 +26,6 @@ INSTANCE = "app.kubernetes.io/instance"
 PART_OF = {"app.kubernetes.io/part-of": "bone-marrow", "app.kubernetes.io/managed-by": "bmc-toolkit"}
 OVMS = "ovms"
 BENCH_CLIENT = "bench-client"
-CONFIG_MAP = "ovms-config"
 DEFAULT_SERVICE_ACCOUNT = "ovms"
 # Generous: the sync and the first model compilation happen before readiness.
 STARTUP_SECONDS = 600
@@ -41,14 +39,19 @@ def deployment_name(pool: str) -> str:
     return f"ovms-{pool}"
 
 
+def config_map_name(pool: str) -> str:
+    """The pool's own OVMS config.json: pools of one target serve different variants (bf16)."""
+    return f"ovms-config-{pool}"
+
+
 def _meta(config: ToolkitConfig, name: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
     return {"name": name, "namespace": config.kubernetes.namespace, "labels": {**PART_OF, **(labels or {})}}
 
 
-def served_versions(config: ToolkitConfig) -> dict[str, int | None]:
-    """Each model OVMS serves → the version its config.json pins (None: OVMS takes the highest)."""
+def served_versions(server: dict[str, Any]) -> dict[str, int | None]:
+    """Each model of a config.json (``server``) → the version it pins (None: OVMS takes the highest)."""
     served: dict[str, int | None] = {}
-    for entry in server_config(config)["model_config_list"]:
+    for entry in server["model_config_list"]:
         model = entry["config"]
         pinned = (model.get("model_version_policy") or {}).get("specific", {}).get("versions") or [None]
         served[model["name"]] = pinned[0]
@@ -61,7 +64,6 @@ def service_account_name(source: ModelSource) -> str:
 
 def namespace_documents(config: ToolkitConfig, source: ModelSource) -> list[dict[str, Any]]:
     namespace = config.kubernetes.namespace
-    config_json = json.dumps(server_config(config), indent=2, sort_keys=True)
     return [
         {
             "apiVersion": "v1",
@@ -77,12 +79,6 @@ def namespace_documents(config: ToolkitConfig, source: ModelSource) -> list[dict
             "metadata": _meta(config, service_account_name(source)),
             # No Kubernetes API access is needed; AWS identities use their own projected tokens.
             "automountServiceAccountToken": False,
-        },
-        {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": _meta(config, CONFIG_MAP),
-            "data": {"config.json": config_json},
         },
         {
             "apiVersion": "networking.k8s.io/v1",
@@ -146,15 +142,29 @@ def rollout_for(
 
 
 def pool_documents(
-    config: ToolkitConfig, *, pool: str, node_pool: NodePoolConfig, node: NodeAllocatable, source: ModelSource
+    config: ToolkitConfig,
+    *,
+    pool: str,
+    node_pool: NodePoolConfig,
+    node: NodeAllocatable,
+    source: ModelSource,
+    precisions: tuple[str, ...],
 ) -> list[dict[str, Any]]:
-    """The pool's Deployment and its guards; ``node``: one of its nodes (ClusterTarget.node_allocatable)."""
+    """The pool's config.json, Deployment and guards; ``node``: one of its nodes
+    (ClusterTarget.node_allocatable); ``precisions``: what it serves (ovms.served_precisions)."""
     ovms = config.ovms
-    check_pool_precisions(config, pool, node_pool)
     name = deployment_name(pool)
     selector = {APP: OVMS, INSTANCE: name}
     labels = {**selector, **config.kubernetes.pool_labels(pool, node_pool)}
-    config_digest = hashlib.sha256(json.dumps(server_config(config), sort_keys=True).encode()).hexdigest()
+    server = server_config(config, precisions)
+    config_json = json.dumps(server, indent=2, sort_keys=True)
+    # Applied before the Deployment (this file's order), which mounts it.
+    config_map = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _meta(config, config_map_name(pool), labels),
+        "data": {"config.json": config_json},
+    }
     deployment = _deployment(
         config,
         name=name,
@@ -163,12 +173,14 @@ def pool_documents(
         pool=pool,
         node_pool=node_pool,
         source=source,
-        config_digest=config_digest,
+        served=served_versions(server),
+        config_digest=hashlib.sha256(config_json.encode()).hexdigest(),
     )
     # The strategy depends on the pod's requests, so it is computed from the rendered pod.
     rollout = rollout_for(config, deployment["spec"]["template"]["spec"], node_pool, node)
     deployment["spec"]["strategy"] = rollout.strategy()
     documents = [
+        config_map,
         deployment,
         {
             "apiVersion": "v1",
@@ -287,10 +299,10 @@ def _deployment(
     pool: str,
     node_pool: NodePoolConfig,
     source: ModelSource,
+    served: dict[str, int | None],
     config_digest: str,
 ) -> dict[str, Any]:
     ovms = config.ovms
-    served = served_versions(config)
 
     # Ready only when every served model is: Model Ready of each (see model_ready_command).
     def models_ready() -> dict[str, Any]:  # a fresh copy per probe: no YAML anchors in the files
@@ -305,7 +317,7 @@ def _deployment(
         {"name": "tmp", "mountPath": "/tmp"},
     ]
     volumes: list[dict[str, Any]] = [
-        {"name": "config", "configMap": {"name": CONFIG_MAP}},
+        {"name": "config", "configMap": {"name": config_map_name(pool)}},
         {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
     ]
     init_containers = []

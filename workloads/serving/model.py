@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import queue
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from contracts.config import openvino_properties
 from contracts.errors import ServingError
 from contracts.model_repository import ModelVersion, execution_precision
 from workloads.execution_precision import execution_facts
+from workloads.openvino_warmup import warm_up_request
 from workloads.serving.inputs import check_single_input, decode_images, encoded_images, tensor_batch
 from workloads.serving.kserve_server import check_version
 from workloads.serving.limits import TRIM_AFTER_BYTES, RequestLimits, release_memory_soon
@@ -47,9 +49,11 @@ class RuntimeSettings:
 class OpenVINOModel(kserve.Model):
     """Serves ``<model>-<precision>``: input ``image`` FP32 [N,S,S,3] or BYTES [N], output FP32 [N,21].
 
-    Inference runs in a thread pool with one OpenVINO infer request per thread, sized to the
-    compiled model's optimal number of infer requests (or ``nireq``), so THROUGHPUT streams
-    work in parallel while the event loop keeps accepting requests.
+    Inference runs in a thread pool of ``nireq`` threads (the compiled model's optimal number of
+    infer requests, or ``nireq``), so THROUGHPUT streams work in parallel while the event loop keeps
+    accepting requests. The ``nireq`` infer requests are made in ``load``, as OVMS makes its own at
+    load, and each runs once there, one at a time, before the model is ready: concurrent first
+    requests once deadlocked a fresh server (see workloads.openvino_warmup).
     """
 
     def __init__(
@@ -66,7 +70,8 @@ class OpenVINOModel(kserve.Model):
         self._core = core or ov.Core()
         self._compiled: ov.CompiledModel | None = None
         self._pool: ThreadPoolExecutor | None = None
-        self._local = threading.local()
+        self._requests: queue.SimpleQueue[ov.InferRequest] = queue.SimpleQueue()
+        self._create_request = threading.Lock()
         self.nireq = 0
         self.input_name = ""
         self.output_name = ""
@@ -108,6 +113,7 @@ class OpenVINOModel(kserve.Model):
         optimal = int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
         self.nireq = self.settings.nireq or optimal
         self._compiled = compiled
+        self._make_requests(compiled, self.nireq)
         self._pool = ThreadPoolExecutor(
             max_workers=self.nireq, thread_name_prefix=f"infer-{served.precision}"
         )
@@ -194,18 +200,37 @@ class OpenVINOModel(kserve.Model):
             requested_outputs=payload.request_outputs,
         )
 
+    def _make_requests(self, compiled: ov.CompiledModel, count: int) -> None:
+        """``count`` infer requests, each run once (workloads.openvino_warmup) before any concurrency."""
+        for _ in range(count):
+            request = compiled.create_infer_request()
+            try:
+                warm_up_request(request, compiled)
+            except RuntimeError as exc:
+                raise ServingError(
+                    f"OpenVINO cannot run {self.served.xml} on black images: {openvino_cause(exc)}"
+                ) from None
+            self._requests.put(request)
+
     def _infer(self, batch: np.ndarray) -> np.ndarray:
-        request = getattr(self._local, "request", None)
-        if request is None:
-            assert self._compiled is not None
-            request = self._local.request = self._compiled.create_infer_request()
-        request.infer({0: batch})
-        probabilities = np.array(request.get_output_tensor(0).data, dtype=np.float32, copy=True)
-        if batch.nbytes >= TRIM_AFTER_BYTES:
-            # An infer request keeps the buffers of the largest batch it ran; let this one go, so
-            # its memory returns to the OS (release_memory_soon) instead of staying with the thread.
-            self._local.request = None
+        # One free request per pool thread: the pool has exactly as many threads as requests.
+        request = self._requests.get()
+        try:
+            # Shared, not copied into the request's own tensor: the batch is already float32 NHWC.
+            request.infer({0: batch}, share_inputs=True)
+            probabilities = np.array(request.get_output_tensor(0).data, dtype=np.float32, copy=True)
+        finally:
+            if batch.nbytes >= TRIM_AFTER_BYTES:
+                # An infer request keeps the buffers of the largest batch it ran; replace this one, so
+                # its memory returns to the OS (release_memory_soon) instead of staying allocated.
+                request = self._replacement()
+            self._requests.put(request)
         return probabilities
+
+    def _replacement(self) -> ov.InferRequest:
+        assert self._compiled is not None
+        with self._create_request:  # never two creations at once
+            return self._compiled.create_infer_request()
 
     def _decode_and_infer(self, images: list[bytes], size: int) -> np.ndarray:
         return self._infer(decode_images(images, size, self.limits))
