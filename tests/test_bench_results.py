@@ -261,10 +261,12 @@ def test_the_csv_header_is_written_once_and_an_older_header_is_moved_aside(tmp_p
     (directory / "results.csv").write_text(old)
     doc = document()
     doc["server_time"] = {"source": "http://127.0.0.1:8000/metrics", "scenarios": {"realtime": SERVER_RT}}
-    write_results(doc, directory)
-    write_results(doc, directory)
+    lines_said: list[str] = []
+    write_results(doc, directory, lines_said.append)
+    write_results(doc, directory, lines_said.append)
     (aside,) = directory.glob("results.*.csv")
     assert aside.read_text() == old  # kept, not extended with rows it has no columns for
+    assert lines_said == [f"bench: results.csv had an older toolkit's columns; moved it to {aside}"]
     lines = (directory / "results.csv").read_text().splitlines()
     assert lines[0] == ",".join(CSV_COLUMNS) and len(lines) == 3
     for row in csv.DictReader(lines):  # every value under its own column

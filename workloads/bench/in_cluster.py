@@ -341,7 +341,7 @@ def _run_job(
             f"Job {name} measured target {document['target']!r} pool {document['pool']!r}, "
             f"expected {target!r} pool {spec.pool!r}; is the image's toolkit current?"
         )
-    path = write_results(document, config.paths.bench_results)
+    path = write_results(document, config.paths.bench_results, progress)
     progress(f"wrote {path}")
     return path
 

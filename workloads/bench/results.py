@@ -26,6 +26,7 @@ import jsonschema
 
 from contracts.errors import BenchError
 from contracts.files import temporary_sibling
+from workloads.progress import Progress, print_progress
 
 SCHEMA_VERSION = 1
 CSV_FILE = "results.csv"
@@ -441,7 +442,7 @@ def result_file_name(document: Mapping[str, Any], token: str | None = None) -> s
     return f"{stamp}-{document['target']}-{document['runtime']}-{document['model']['precision']}-{token}.json"
 
 
-def write_results(document: Mapping[str, Any], directory: Path) -> Path:
+def write_results(document: Mapping[str, Any], directory: Path, progress: Progress = print_progress) -> Path:
     """Validate, then write the JSON and append its CSV line; returns the JSON path.
 
     The JSON is written and fsynced under a hidden temporary name, then hard-linked to its final
@@ -460,7 +461,7 @@ def write_results(document: Mapping[str, Any], directory: Path) -> Path:
         path = _publish_exclusively(tmp, directory, document)
     finally:
         tmp.unlink(missing_ok=True)
-    append_csv(document, directory / CSV_FILE)
+    append_csv(document, directory / CSV_FILE, progress)
     return path
 
 
@@ -548,14 +549,14 @@ def _csv_text(rows: Sequence[Mapping[str, Any]], *, header: bool) -> str:
     return buffer.getvalue()
 
 
-def append_csv(document: Mapping[str, Any], path: Path) -> None:
+def append_csv(document: Mapping[str, Any], path: Path, progress: Progress = print_progress) -> None:
     """Append the result's line under an exclusive ``flock`` of the CSV, with the header exactly once.
 
     Under the lock: the header is written when the file is empty; a file whose header is not the
     current :data:`CSV_COLUMNS` (an older toolkit's) is moved aside to ``results.<random>.csv``
-    rather than extended with lines it has no columns for; a last line left without its newline
-    (a writer killed mid-line) is ended first. The lock is re-taken when the path was replaced
-    while waiting for it (bounded).
+    rather than extended with lines it has no columns for (``progress`` says where); a last line
+    left without its newline (a writer killed mid-line) is ended first. The lock is re-taken when
+    the path was replaced while waiting for it (bounded).
     """
     expected = _csv_text([], header=True).encode("utf-8")
     for _ in range(_NAME_ATTEMPTS):
@@ -566,7 +567,9 @@ def append_csv(document: Mapping[str, Any], path: Path) -> None:
             if not _same_file(fd, path):
                 continue  # moved aside by another writer while this one waited
             if size and os.pread(fd, len(expected), 0) != expected:
-                os.replace(path, path.with_name(f"{path.stem}.{secrets.token_hex(4)}{path.suffix}"))
+                aside = path.with_name(f"{path.stem}.{secrets.token_hex(4)}{path.suffix}")
+                os.replace(path, aside)
+                progress(f"bench: {path.name} had an older toolkit's columns; moved it to {aside}")
                 continue
             data = _csv_text([csv_row(document)], header=size == 0).encode("utf-8")
             if size and os.pread(fd, 1, size - 1) != b"\n":

@@ -423,7 +423,7 @@ def run_bench(
 
     document = _document(subject, config, results, known, conditions)
     document["server_time"] = timer.as_dict()
-    path = write_results(document, config.paths.bench_results)
+    path = write_results(document, config.paths.bench_results, progress)
     for line in summary_lines(document):
         progress(line)
     progress(f"bench: results → {path}")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import queue
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -71,7 +70,6 @@ class OpenVINOModel(kserve.Model):
         self._compiled: ov.CompiledModel | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._requests: queue.SimpleQueue[ov.InferRequest] = queue.SimpleQueue()
-        self._create_request = threading.Lock()
         self.nireq = 0
         self.input_name = ""
         self.output_name = ""
@@ -229,8 +227,7 @@ class OpenVINOModel(kserve.Model):
 
     def _replacement(self) -> ov.InferRequest:
         assert self._compiled is not None
-        with self._create_request:  # never two creations at once
-            return self._compiled.create_infer_request()
+        return self._compiled.create_infer_request()
 
     def _decode_and_infer(self, images: list[bytes], size: int) -> np.ndarray:
         return self._infer(decode_images(images, size, self.limits))
